@@ -1,0 +1,360 @@
+//! The Sluice agent: tails log files into a crash-safe disk spool and
+//! publishes the spool to NATS JetStream.
+//!
+//! ```text
+//!  files ─> tailer thread ─(bounded channel)─> writer thread ─> spool ─> publisher task ─> JetStream
+//!            positions ride inside spool entries        acks free spool space <─┘
+//! ```
+//!
+//! The invariants (DESIGN.md, "Agent invariants") and where they are kept:
+//! 1. A file's durable read position is never ahead of the spool: positions
+//!    are only stored inside spool entries and the checkpoint
+//!    ([`entry`], [`writer`]).
+//! 2. A record leaves the spool only after JetStream acked it ([`publisher`],
+//!    [`spool`]).
+//! 3. After `kill -9`, a restart resumes from the recovered positions and
+//!    re-sends unacknowledged entries with the same `Nats-Msg-Id`s, which the
+//!    stream's duplicate window drops.
+//! 4. A full spool blocks the writer, and the bounded channel blocks the
+//!    tailer: files simply wait.
+//! 5. Torn or corrupt spool data is cut back or skipped with a count
+//!    ([`spool`]).
+//! 6. Bounded threads (one tailer, one writer, a small runtime), a read rate
+//!    limit, lower CPU/IO priority ([`priority`]), bounded channels and
+//!    in-flight windows.
+
+pub mod entry;
+pub mod metrics;
+pub mod multiline;
+pub mod parse;
+pub mod priority;
+pub mod publisher;
+pub mod spool;
+pub mod tailer;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use sluice_core::config::{Config, host_name};
+use sluice_core::record::now_nanos;
+use tokio::sync::{Notify, watch};
+
+use crate::entry::{Entry, Positions};
+use crate::metrics::AgentMetrics;
+use crate::publisher::{Progress, PublisherOptions};
+use crate::spool::{Spool, SpoolOptions};
+use crate::tailer::{Source, Tailer, TailerOptions};
+use crate::writer::WriterOptions;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The spool could not be opened.
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] spool::SpoolError),
+    /// The admin endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The batch-size ceiling that keeps every NATS message under the server's
+/// default 1 MiB `max_payload`, with room for the wire overhead.
+const MAX_BATCH_BYTES_LIMIT: usize = 256 * 1024;
+/// Longest line that can be configured, for the same reason.
+const MAX_LINE_BYTES_LIMIT: usize = 512 * 1024;
+
+/// Smallest spool: a few of the largest possible entries must fit.
+const MIN_SPOOL_BYTES: u64 = 4 << 20;
+
+/// Checks what the schema cannot: values whose combination matters.
+pub fn validate(config: &Config) -> Result<(), AgentError> {
+    let agent = &config.agent;
+    if agent.publish.max_batch_bytes > MAX_BATCH_BYTES_LIMIT {
+        return Err(AgentError::Config(format!(
+            "[agent.publish] max_batch_bytes = {} is over the limit of {MAX_BATCH_BYTES_LIMIT}",
+            agent.publish.max_batch_bytes
+        )));
+    }
+    if agent.spool.max_bytes < MIN_SPOOL_BYTES {
+        return Err(AgentError::Config(format!(
+            "[agent.spool] max_bytes = {} is under the minimum of {MIN_SPOOL_BYTES}",
+            agent.spool.max_bytes
+        )));
+    }
+    for (i, f) in agent.files.iter().enumerate() {
+        if f.max_line_bytes > MAX_LINE_BYTES_LIMIT || f.max_line_bytes == 0 {
+            return Err(AgentError::Config(format!(
+                "[[agent.files]] #{}: max_line_bytes = {} must be between 1 and {MAX_LINE_BYTES_LIMIT}",
+                i + 1,
+                f.max_line_bytes
+            )));
+        }
+        if f.include.is_empty() {
+            return Err(AgentError::Config(format!(
+                "[[agent.files]] #{}: include lists no pattern",
+                i + 1
+            )));
+        }
+        Source::new(f)
+            .map_err(|e| AgentError::Config(format!("[[agent.files]] #{}: {e}", i + 1)))?;
+    }
+    if let Some(id) = &agent.id
+        && (id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ':'))
+    {
+        return Err(AgentError::Config(format!(
+            "[agent] id = {id:?} must be non-empty without spaces or ':'"
+        )));
+    }
+    Ok(())
+}
+
+/// The agent id in use: configured, else the host name.
+pub fn agent_id(config: &Config) -> String {
+    config
+        .agent
+        .id
+        .clone()
+        .unwrap_or_else(|| host_name().replace([':', ' '], "-"))
+}
+
+/// Runs the agent until `shutdown` completes: stops reading, writes what was
+/// read into the spool, gives in-flight publishes a moment, and returns.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    validate(&config)?;
+    let agent = config.agent.clone();
+    let id = agent_id(&config);
+    let host: Arc<str> = Arc::from(agent.host.clone().unwrap_or_else(host_name));
+
+    let mut registry = Registry::default();
+    let metrics = AgentMetrics::register(&mut registry);
+
+    // Spool and recovery.
+    let spool_dir: PathBuf = agent.data_dir.join("spool");
+    let first_start = !spool_dir.exists();
+    std::fs::create_dir_all(&agent.data_dir).map_err(|e| {
+        AgentError::Config(format!(
+            "cannot create data_dir {}: {e}",
+            agent.data_dir.display()
+        ))
+    })?;
+    let (spool, recovered) = Spool::open(SpoolOptions {
+        dir: spool_dir,
+        max_bytes: agent.spool.max_bytes,
+        segment_bytes: agent.spool.segment_bytes,
+    })?;
+    metrics
+        .spool_corrupt_frames
+        .inc_by(recovered.corrupt_frames);
+    metrics.spool_corrupt_bytes.inc_by(recovered.corrupt_bytes);
+    metrics.spool_torn_bytes.inc_by(recovered.torn_bytes);
+    let mut positions = match recovered.checkpoint.as_deref().map(Positions::decode) {
+        Some(Ok(p)) => p,
+        Some(Err(err)) => {
+            tracing::warn!(error = %err, "spool checkpoint unreadable, relying on spool entries");
+            Positions::default()
+        }
+        None => Positions::default(),
+    };
+    spool.scan_all(|_, bytes| {
+        if let Ok(entry) = Entry::decode(bytes) {
+            positions.apply(&entry.positions);
+        }
+    })?;
+    tracing::info!(
+        agent_id = %id,
+        entries = recovered.entries,
+        files = positions.len(),
+        torn_bytes = recovered.torn_bytes,
+        corrupt_frames = recovered.corrupt_frames,
+        "spool opened"
+    );
+
+    // Threads: tailer -> writer.
+    let sources = agent
+        .files
+        .iter()
+        .map(Source::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    let mut topts = TailerOptions::new(sources, host);
+    topts.first_start = first_start;
+    topts.max_open_files = agent.limits.max_open_files;
+    topts.idle_close = Duration::from_secs(agent.limits.idle_close_secs);
+    topts.read_bytes_per_sec = agent.limits.read_bytes_per_sec;
+    let wopts = WriterOptions {
+        fsync_interval: Duration::from_millis(agent.spool.fsync_interval_ms.max(1)),
+        max_batch_bytes: agent.publish.max_batch_bytes,
+        max_batch_records: agent.publish.max_batch_records,
+        spool_max_bytes: agent.spool.max_bytes,
+    };
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let tailer = Tailer::new(topts, positions.clone(), tx, metrics.clone());
+    let tailer_stop = stop_reading.clone();
+    let tailer_thread = std::thread::Builder::new()
+        .name("sluice-tail".into())
+        .spawn(move || tailer.run(tailer_stop))
+        .map_err(AgentError::Thread)?;
+    let writer_thread = {
+        let spool = spool.clone();
+        let metrics = metrics.clone();
+        let wake = wake.clone();
+        let stop = stop_writer.clone();
+        std::thread::Builder::new()
+            .name("sluice-spool".into())
+            .spawn(move || writer::run(spool, rx, positions, wopts, metrics, wake, stop))
+            .map_err(AgentError::Thread)?
+    };
+
+    // NATS: connecting never blocks start-up; the stream is ensured in the
+    // background and publishes retry until it exists.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let progress = Progress::new();
+    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-agent {id}"))
+        .await
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(config.nats.ack_timeout_ms.max(100)))
+        .build(client.clone());
+    let ensure = {
+        let js = js.clone();
+        let nats = config.nats.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match sluice_core::nats::ensure_stream(&js, &nats).await {
+                    Ok(_) => {
+                        tracing::info!(stream = %nats.stream, "stream ready");
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot set up the stream yet, spooling meanwhile");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        })
+    };
+    let publisher = tokio::spawn(publisher::run(
+        spool.clone(),
+        js,
+        PublisherOptions {
+            agent_id: id.clone(),
+            max_in_flight: agent.publish.max_in_flight,
+            max_backoff: Duration::from_millis(agent.publish.max_backoff_ms.max(100)),
+        },
+        metrics.clone(),
+        progress.clone(),
+        wake.clone(),
+        stop_rx.clone(),
+    ));
+
+    // Admin endpoint.
+    let listener = tokio::net::TcpListener::bind(agent.admin.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: agent.admin.listen,
+            source,
+        })?;
+    let stall = agent.admin.stall_secs as f64;
+    let health = {
+        let progress = progress.clone();
+        let spool = spool.clone();
+        let client = client.clone();
+        Arc::new(move || {
+            let stalled = progress.stalled_secs(now_nanos());
+            if stalled >= stall && spool.unacked() > 0 {
+                let state = client.connection_state();
+                return Err(format!(
+                    "stalled: {} spool entries unacknowledged for {stalled:.0}s (nats {state:?})",
+                    spool.unacked()
+                ));
+            }
+            Ok(())
+        })
+    };
+    let admin = {
+        let mut stop = stop_rx.clone();
+        let registry = Arc::new(registry);
+        tokio::spawn(sluice_core::admin::serve(
+            listener,
+            registry,
+            health,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ))
+    };
+    tracing::info!(admin = %agent.admin.listen, nats = %config.nats.url_or_default(), "agent running");
+
+    // Gauges that are cheaper to sample than to update on every change.
+    let sampler = {
+        let spool = spool.clone();
+        let metrics = metrics.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                metrics.spool_bytes.set(spool.used_bytes() as i64);
+                metrics.spool_unacked_entries.set(spool.unacked() as i64);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
+
+    shutdown.await;
+    tracing::info!("shutting down: no more reading, finishing spool writes");
+    stop_reading.store(true, Ordering::Relaxed);
+    // The writer drains what the tailer sent, then exits when the tailer's
+    // side of the channel closes. If the spool is full it would wait forever.
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = tailer_thread.join();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !writer_thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop_writer.store(true, Ordering::Relaxed);
+        writer_thread.join().ok()
+    });
+    let final_positions = joined.await.ok().flatten();
+    let _ = stop_tx.send(true);
+    let _ = publisher.await;
+    let _ = ensure.await;
+    let _ = sampler.await;
+    let _ = admin.await;
+    // Record the final acks so a restart does not resend them.
+    if let Some(positions) = final_positions
+        && let Err(err) = spool.release(&positions.encode())
+    {
+        tracing::warn!(error = %err, "final spool release failed");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}

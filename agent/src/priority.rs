@@ -1,0 +1,54 @@
+//! Lower the agent's CPU and IO priority so it yields to the host's real
+//! work. Applied once at start, to the whole process (threads started later
+//! inherit it).
+
+/// Sets the process's niceness (0–19; higher is nicer).
+#[allow(unsafe_code)]
+pub fn set_nice(nice: i32) -> std::io::Result<()> {
+    let nice = nice.clamp(-20, 19);
+    // SAFETY: setpriority takes plain integers and touches no memory.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts the process in the idle IO scheduling class: it only gets disk time
+/// nobody else wants.
+#[allow(unsafe_code)]
+pub fn set_io_idle() -> std::io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: ioprio_set takes plain integers and touches no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Applies the configured limits, warning about (not failing on) what the
+/// host does not allow.
+pub fn apply(limits: &sluice_core::config::LimitsConfig) {
+    if let Some(nice) = limits.nice
+        && let Err(err) = set_nice(nice)
+    {
+        tracing::warn!(error = %err, nice, "cannot lower cpu priority");
+    }
+    if limits.io_idle
+        && let Err(err) = set_io_idle()
+    {
+        tracing::warn!(error = %err, "cannot set idle io priority");
+    }
+}

@@ -1,0 +1,223 @@
+//! `sluice`: the aggregation tier's command.
+//!
+//! ```text
+//! sluice up [--config F] [--data-dir D]   everything on this machine
+//! sluice check --config F                 validate a configuration file
+//! ```
+//!
+//! `sluice up` is the first-run experience: when `[nats] url` is not set it
+//! starts a local `nats-server` with JetStream under the data directory, then
+//! runs the agent (with `/var/log/*.log` and `/var/log/syslog` when the file
+//! configures no sources) and every tier role in this process, and prints
+//! where to look. Ctrl-C or SIGTERM stops everything cleanly.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sluice_core::config::{Config, FileSourceConfig, Name};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a distributed logging system"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run everything on this machine: NATS (when not configured), the agent
+    /// and the tier roles.
+    Up {
+        /// Configuration file (optional; defaults suit a first run).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where NATS data and the agent's spool live.
+        #[arg(long, default_value = "./sluice-data")]
+        data_dir: PathBuf,
+        /// Port of the local nats-server started when `[nats] url` is unset.
+        #[arg(long, default_value_t = 4222)]
+        nats_port: u16,
+    },
+    /// Validate a configuration file and exit (exit code 2 when invalid).
+    Check {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Check { config } => check(&config),
+        Cmd::Up {
+            config,
+            data_dir,
+            nats_port,
+        } => {
+            sluice_core::telemetry::init();
+            match up(config.as_deref(), &data_dir, nats_port) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = sluice_agent::validate(&config) {
+        eprintln!("error: {}: {err}", path.display());
+        return ExitCode::from(2);
+    }
+    println!("{}: ok", path.display());
+    ExitCode::SUCCESS
+}
+
+/// A `nats-server` child, stopped by PID when dropped.
+struct LocalNats {
+    child: Child,
+}
+
+impl Drop for LocalNats {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_nats_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+fn start_nats(data_dir: &Path, port: u16) -> anyhow::Result<LocalNats> {
+    let binary = find_nats_server().context(
+        "nats-server not found: install it with `apt-get install -y nats-server`, or set [nats] url",
+    )?;
+    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        bail!("port {port} is taken: set [nats] url to use that server, or pass --nats-port");
+    }
+    let dir = data_dir.join("nats");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log = dir.join("nats-server.log");
+    let child = Command::new(&binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&dir)
+        .arg("-l")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let nats = LocalNats { child };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nats-server did not start; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(nats)
+}
+
+/// The agent's sources for a first run: the host's own logs, where readable.
+fn default_sources() -> Vec<FileSourceConfig> {
+    let Ok(app) = Name::new("host") else {
+        return Vec::new();
+    };
+    vec![FileSourceConfig {
+        include: vec!["/var/log/*.log".into(), "/var/log/syslog".into()],
+        exclude: vec!["*.gz".into()],
+        app,
+        service: None,
+        attrs: Default::default(),
+        read_from: sluice_core::config::ReadFrom::End,
+        max_line_bytes: 256 * 1024,
+        multiline: None,
+    }]
+}
+
+fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Result<()> {
+    let mut config = match config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    let _nats = match config.nats.url {
+        Some(_) => None,
+        None => {
+            let nats = start_nats(&data_dir, nats_port)?;
+            config.nats.url = Some(format!("nats://127.0.0.1:{nats_port}"));
+            Some(nats)
+        }
+    };
+    if config_path.is_none() {
+        config.agent.data_dir = data_dir.join("agent");
+    }
+    if config.agent.files.is_empty() {
+        config.agent.files = default_sources();
+    }
+    sluice_agent::validate(&config)?;
+    let admin = config.agent.admin.listen;
+    let nats_url = config.nats.url_or_default().to_string();
+    println!("sluice is up");
+    println!(
+        "  nats:          {nats_url} (stream {})",
+        config.nats.stream
+    );
+    println!("  agent metrics: http://{admin}/metrics");
+    println!("  agent health:  http://{admin}/health");
+    println!(
+        "  agent spool:   {}",
+        config.agent.data_dir.join("spool").display()
+    );
+    for f in &config.agent.files {
+        println!("  tailing:       {} (app {})", f.include.join(", "), f.app);
+    }
+    println!("press ctrl-c to stop");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(
+        async move { sluice_agent::run(config, sluice_core::shutdown::signal()).await },
+    )?;
+    Ok(())
+}

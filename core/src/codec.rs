@@ -1,0 +1,221 @@
+//! The wire format between agents and the aggregation tier.
+//!
+//! Any language with a MessagePack library can publish or consume Sluice
+//! batches:
+//!
+//! * **Subject**: `logs.<app>.<level>` with the level lower-case, e.g.
+//!   `logs.shop.error` (see [`subject`]). `app` is always a valid name
+//!   (`^[a-z0-9][a-z0-9_-]{0,62}$`), so it never contains `.`, `*` or `>`.
+//! * **Payload**: one MessagePack array; each element is a map with string keys
+//!   `id`, `ts`, `app`, `service`, `host`, `level`, `msg`, `attrs`, `source`.
+//!   `ts` is an integer: nanoseconds since the Unix epoch, UTC. `level` is the
+//!   upper-case level name. `attrs` is a map of string to string. Every record
+//!   in one payload has the subject's app and level. Decoders ignore unknown
+//!   keys, and `attrs` and `source` may be missing.
+//! * **Header `Nats-Msg-Id`**: `<agent id>:<spool sequence>:<level>`, stable
+//!   when a batch is sent again, so JetStream's duplicate window drops resends
+//!   (see [`msg_id`]).
+//!
+//! Example payload, as JSON for readability:
+//! `[{"id":"01JDQ3N7Z5K3W8M2X4R6T9V0BC","ts":1795428000123456789,"app":"shop",
+//!   "service":"checkout","host":"web-1","level":"ERROR","msg":"payment declined",
+//!   "attrs":{"request_id":"req-123"},"source":"file:/var/log/shop/checkout.log"}]`
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Level, Record};
+
+/// Subject prefix of the `LOGS` stream.
+pub const SUBJECT_PREFIX: &str = "logs";
+
+/// Why a payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("payload is not a valid sluice batch: {0}")]
+pub struct DecodeError(#[from] rmp_serde::decode::Error);
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    id: &'a str,
+    ts: i64,
+    app: &'a str,
+    service: &'a str,
+    host: &'a str,
+    level: Level,
+    msg: &'a str,
+    attrs: &'a BTreeMap<String, String>,
+    source: &'a str,
+}
+
+#[derive(Deserialize)]
+struct WireOwned {
+    id: String,
+    ts: i64,
+    app: String,
+    service: String,
+    host: String,
+    level: Level,
+    msg: String,
+    #[serde(default)]
+    attrs: BTreeMap<String, String>,
+    #[serde(default)]
+    source: String,
+}
+
+impl<'a> From<&'a Record> for WireRef<'a> {
+    fn from(r: &'a Record) -> Self {
+        WireRef {
+            id: &r.id,
+            ts: r.ts,
+            app: &r.app,
+            service: &r.service,
+            host: &r.host,
+            level: r.level,
+            msg: &r.msg,
+            attrs: &r.attrs,
+            source: &r.source,
+        }
+    }
+}
+
+impl From<WireOwned> for Record {
+    fn from(w: WireOwned) -> Self {
+        Record {
+            id: w.id,
+            ts: w.ts,
+            app: w.app,
+            service: w.service,
+            host: w.host,
+            level: w.level,
+            msg: w.msg,
+            attrs: w.attrs,
+            source: w.source,
+        }
+    }
+}
+
+/// Encodes records as one wire payload.
+pub fn encode_batch<'a, I>(records: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a Record>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let mut out = Vec::new();
+    encode_batch_into(records, &mut out);
+    out
+}
+
+/// Encodes records as one wire payload, appending to `out`.
+pub fn encode_batch_into<'a, I>(records: I, out: &mut Vec<u8>)
+where
+    I: IntoIterator<Item = &'a Record>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let iter = records.into_iter();
+    // Writing into a Vec only fails on allocation failure, and every field is
+    // a plain string, integer or string map.
+    let _ = rmp::encode::write_array_len(out, iter.len() as u32);
+    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+    for record in iter {
+        let _ = WireRef::from(record).serialize(&mut ser);
+    }
+}
+
+/// Decodes one wire payload.
+pub fn decode_batch(payload: &[u8]) -> Result<Vec<Record>, DecodeError> {
+    let wire: Vec<WireOwned> = rmp_serde::from_slice(payload)?;
+    Ok(wire.into_iter().map(Record::from).collect())
+}
+
+/// The subject records of `app` at `level` are published on.
+pub fn subject(app: &str, level: Level) -> String {
+    debug_assert!(crate::names::is_valid(app));
+    format!("{SUBJECT_PREFIX}.{app}.{}", level.as_subject_token())
+}
+
+/// The `Nats-Msg-Id` of the batch of `level` records in spool entry `seq` of
+/// agent `agent_id`.
+pub fn msg_id(agent_id: &str, seq: u64, level: Level) -> String {
+    format!("{agent_id}:{seq}:{}", level.as_subject_token())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(i: u32, level: Level) -> Record {
+        Record {
+            id: format!("id-{i}"),
+            ts: 1_795_428_000_123_456_789 + i as i64,
+            app: "shop".into(),
+            service: "checkout".into(),
+            host: "web-1".into(),
+            level,
+            msg: format!("message {i}"),
+            attrs: [("request_id".to_string(), format!("req-{i}"))].into(),
+            source: "file:/x.log".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let records: Vec<Record> = (0..100).map(|i| record(i, Level::Warn)).collect();
+        let payload = encode_batch(&records);
+        assert_eq!(decode_batch(&payload).unwrap(), records);
+    }
+
+    #[test]
+    fn payload_is_an_array_of_maps_with_integer_ts() {
+        let payload = encode_batch(&[record(1, Level::Error)]);
+        let value: serde_json::Value = rmp_serde::from_slice(&payload).unwrap();
+        let first = &value.as_array().unwrap()[0];
+        assert_eq!(
+            first["ts"],
+            serde_json::json!(1_795_428_000_123_456_790_i64)
+        );
+        assert_eq!(first["level"], "ERROR");
+        assert_eq!(first["attrs"]["request_id"], "req-1");
+    }
+
+    #[test]
+    fn decoder_tolerates_missing_optional_and_unknown_keys() {
+        let value = serde_json::json!([{ "id": "a", "ts": 5, "app": "x", "service": "y",
+            "host": "h", "level": "INFO", "msg": "m", "extra": 1 }]);
+        let payload = rmp_serde::to_vec(&value).unwrap();
+        let records = decode_batch(&payload).unwrap();
+        assert_eq!(records[0].attrs.len(), 0);
+        assert_eq!(records[0].source, "");
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(decode_batch(b"\xc1\xc1garbage").is_err());
+        assert!(decode_batch(&[]).is_err());
+        let payload = encode_batch(&[record(1, Level::Info)]);
+        assert!(decode_batch(&payload[..payload.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn subjects_and_ids() {
+        assert_eq!(subject("shop", Level::Error), "logs.shop.error");
+        assert_eq!(msg_id("web-1", 42, Level::Warn), "web-1:42:warn");
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_batch(&bytes);
+        }
+
+        #[test]
+        fn any_text_round_trips(msg in ".*", key in ".{0,8}", value in ".*") {
+            let mut r = record(0, Level::Debug);
+            r.msg = msg;
+            r.attrs.insert(key, value);
+            let payload = encode_batch(std::slice::from_ref(&r));
+            prop_assert_eq!(decode_batch(&payload).unwrap(), vec![r]);
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The one TOML configuration schema shared by every Sluice process.
+//!
+//! Each process reads the sections it needs; all sections are parsed and
+//! checked by every process, so a typo anywhere is caught wherever the file is
+//! used. Unknown keys are errors, reported with the file, line and key.
+//! Values that must be valid (names, globs, regexes) are checked while
+//! parsing, so their errors carry the line too.
+//!
+//! Secrets may stay out of the file: `[nats] password` and `token` fall back
+//! to the `SLUICE_NATS_PASSWORD` and `SLUICE_NATS_TOKEN` environment
+//! variables.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line, column and key.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach NATS and how the `LOGS` stream is set up.
+    #[serde(default)]
+    pub nats: NatsConfig,
+    /// The agent (`sluice-agent`).
+    #[serde(default)]
+    pub agent: AgentConfig,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and checks configuration text. The error names the line,
+    /// column and key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.nats.apply_env();
+        Ok(config)
+    }
+}
+
+/// A name that is a valid `app`/`service` token (see [`crate::names`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(String);
+
+impl Name {
+    /// Checks `s` and wraps it.
+    pub fn new(s: &str) -> Result<Name, crate::names::NameError> {
+        crate::names::validate(s)?;
+        Ok(Name(s.to_string()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Name::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A regular expression, compiled while parsing so a bad one is reported
+/// with its line.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::Regex::new(&s)
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("invalid regex {s:?}: {e}")))
+    }
+}
+
+/// `[nats]`: connection and stream settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URLs, comma-separated (`nats://a:4222,nats://b:4222`). When
+    /// unset, `sluice up` starts a local server; other processes use
+    /// `nats://127.0.0.1:4222`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// User name for user/password authentication.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password; falls back to `SLUICE_NATS_PASSWORD`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Token authentication; falls back to `SLUICE_NATS_TOKEN`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A `.creds` file (JWT + nkey seed).
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// Require TLS.
+    #[serde(default)]
+    pub tls_required: bool,
+    /// CA certificate(s) to verify the server with (PEM).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS (PEM).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Client key for mutual TLS (PEM).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Name of the log stream.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Stream replicas (3 in a production cluster).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long the stream keeps records.
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+    /// JetStream's duplicate window: a batch re-sent within it is dropped.
+    /// Must exceed the longest gap between an agent's first send and its
+    /// retry (outage plus backoff).
+    #[serde(default = "default_duplicate_window_secs")]
+    pub duplicate_window_secs: u64,
+    /// Cap on the stream's size in bytes (`-1`: unlimited).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: i64,
+    /// How long to wait for a JetStream acknowledgement before retrying.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+}
+
+fn default_stream() -> String {
+    "LOGS".into()
+}
+fn default_replicas() -> usize {
+    1
+}
+fn default_max_age_secs() -> u64 {
+    3 * 24 * 3600
+}
+fn default_duplicate_window_secs() -> u64 {
+    600
+}
+fn default_max_bytes() -> i64 {
+    -1
+}
+fn default_ack_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: None,
+            user: None,
+            password: None,
+            token: None,
+            creds_file: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            stream: default_stream(),
+            replicas: default_replicas(),
+            max_age_secs: default_max_age_secs(),
+            duplicate_window_secs: default_duplicate_window_secs(),
+            max_bytes: default_max_bytes(),
+            ack_timeout_ms: default_ack_timeout_ms(),
+        }
+    }
+}
+
+impl NatsConfig {
+    /// The URL list to connect to.
+    pub fn url_or_default(&self) -> &str {
+        self.url.as_deref().unwrap_or("nats://127.0.0.1:4222")
+    }
+
+    fn apply_env(&mut self) {
+        if self.password.is_none() {
+            self.password = std::env::var("SLUICE_NATS_PASSWORD").ok();
+        }
+        if self.token.is_none() {
+            self.token = std::env::var("SLUICE_NATS_TOKEN").ok();
+        }
+    }
+}
+
+/// `[agent]`: the per-host agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The agent's identity, part of every batch's `Nats-Msg-Id`; must be
+    /// unique per host and stable across restarts. Default: the host name.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The `host` of every record. Default: the host name.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Where the spool and its checkpoint live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Log file sources (`[[agent.files]]`).
+    #[serde(default)]
+    pub files: Vec<FileSourceConfig>,
+    /// The disk spool.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// Publishing to JetStream.
+    #[serde(default)]
+    pub publish: PublishConfig,
+    /// How much of the host the agent may use.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The admin endpoint (`/metrics`, `/health`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/sluice/agent")
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            id: None,
+            host: None,
+            data_dir: default_data_dir(),
+            files: Vec::new(),
+            spool: SpoolConfig::default(),
+            publish: PublishConfig::default(),
+            limits: LimitsConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+/// Where files present at the agent's first start are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// From their first byte.
+    #[default]
+    Beginning,
+    /// From their current end: only lines written from now on.
+    End,
+}
+
+/// `[[agent.files]]`: a set of log files with the same app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Glob patterns of files to tail (`/var/log/shop/*.log`, `**` allowed).
+    pub include: Vec<String>,
+    /// Glob patterns excluded, matched against the full path or, when the
+    /// pattern has no `/`, the file name (`*.gz`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The app of every record from these files.
+    pub app: Name,
+    /// The service; default: the file's stem (`checkout` for
+    /// `checkout.log`), normalised into a valid name.
+    #[serde(default)]
+    pub service: Option<Name>,
+    /// Fixed attributes added to every record.
+    #[serde(default)]
+    pub attrs: BTreeMap<String, String>,
+    /// Files present at the very first start: read from the beginning or
+    /// the end. Files that appear later are always read from the beginning.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// Longer lines are truncated to this many bytes and flagged.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Multi-line events (stack traces).
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
+}
+
+fn default_max_line_bytes() -> usize {
+    256 * 1024
+}
+
+/// `[agent.files.multiline]`: merge continuation lines into one record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// A line matching this regex starts a new record; other lines continue
+    /// the previous one.
+    pub start_pattern: Pattern,
+    /// A pending record is emitted after this long without a new line.
+    #[serde(default = "default_multiline_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_multiline_timeout_ms() -> u64 {
+    1_000
+}
+
+/// `[agent.spool]`: the crash-safe disk buffer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Total size cap; sources wait while the spool is full.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    /// Size at which a new segment file is started.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Group-commit interval: at most this long between a write and its
+    /// fsync.
+    #[serde(default = "default_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_segment_bytes() -> u64 {
+    32 << 20
+}
+fn default_fsync_interval_ms() -> u64 {
+    10
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_bytes: default_spool_max_bytes(),
+            segment_bytes: default_segment_bytes(),
+            fsync_interval_ms: default_fsync_interval_ms(),
+        }
+    }
+}
+
+/// `[agent.publish]`: batching and flow control towards JetStream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Raw bytes of records per batch, at most (one app, one level).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Records per batch, at most.
+    #[serde(default = "default_max_batch_records")]
+    pub max_batch_records: usize,
+    /// Publishes awaiting their acknowledgement, at most.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Cap of the retry backoff.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_max_batch_bytes() -> usize {
+    128 * 1024
+}
+fn default_max_batch_records() -> usize {
+    2_000
+}
+fn default_max_in_flight() -> usize {
+    64
+}
+fn default_max_backoff_ms() -> u64 {
+    5_000
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            max_batch_bytes: default_max_batch_bytes(),
+            max_batch_records: default_max_batch_records(),
+            max_in_flight: default_max_in_flight(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+/// `[agent.limits]`: keep the agent out of the host's way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Read rate limit across all files, bytes per second (unset: none).
+    #[serde(default)]
+    pub read_bytes_per_sec: Option<u64>,
+    /// Async runtime worker threads.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: usize,
+    /// CPU niceness applied at start (0–19; unset: unchanged).
+    #[serde(default = "default_nice")]
+    pub nice: Option<i32>,
+    /// Put the agent in the idle IO scheduling class at start.
+    #[serde(default)]
+    pub io_idle: bool,
+    /// Files held open at once, at most.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// Close a file after this long without new data (it is reopened when
+    /// it grows).
+    #[serde(default = "default_idle_close_secs")]
+    pub idle_close_secs: u64,
+}
+
+fn default_worker_threads() -> usize {
+    2
+}
+fn default_nice() -> Option<i32> {
+    Some(10)
+}
+fn default_max_open_files() -> usize {
+    512
+}
+fn default_idle_close_secs() -> u64 {
+    300
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            read_bytes_per_sec: None,
+            worker_threads: default_worker_threads(),
+            nice: default_nice(),
+            io_idle: false,
+            max_open_files: default_max_open_files(),
+            idle_close_secs: default_idle_close_secs(),
+        }
+    }
+}
+
+/// `[agent.admin]`: the local admin endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of `/metrics` and `/health`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// `/health` fails when the spool holds data and nothing was acked for
+    /// this long.
+    #[serde(default = "default_stall_secs")]
+    pub stall_secs: u64,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9881))
+}
+fn default_stall_secs() -> u64 {
+    30
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+            stall_secs: default_stall_secs(),
+        }
+    }
+}
+
+/// The host name, or `localhost` when it cannot be read.
+pub fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[nats]
+url = "nats://127.0.0.1:4222"
+[agent]
+id = "web-1"
+data_dir = "/var/lib/sluice/agent"
+[[agent.files]]
+include = ["/var/log/shop/*.log"]
+exclude = ["*.gz"]
+app = "shop"
+service = "checkout"
+[agent.admin]
+listen = "127.0.0.1:9881"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.nats.url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(c.agent.id.as_deref(), Some("web-1"));
+        assert_eq!(c.agent.files[0].app.as_str(), "shop");
+        assert_eq!(
+            c.agent.files[0].service.as_ref().unwrap().as_str(),
+            "checkout"
+        );
+        assert_eq!(c.agent.admin.listen.port(), 9881);
+        assert_eq!(c.nats.stream, "LOGS");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::parse("[agent]\nid = \"a\"\nbogus_key = 1\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn invalid_app_names_line() {
+        let text = "[[agent.files]]\ninclude = [\"/x\"]\napp = \"Shop!\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("Shop!"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sluice.toml"));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.agent.spool.fsync_interval_ms, 10);
+        assert!(c.agent.files.is_empty());
+    }
+}

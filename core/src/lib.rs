@@ -1,0 +1,21 @@
+//! Sluice's shared core.
+//!
+//! Everything more than one process needs lives here: the [`record`] model and
+//! its JSON form, the MessagePack [`codec`] spoken on the wire, validation of
+//! [`names`] that end up in subjects and object keys, the one TOML [`config`]
+//! schema, [`nats`] connection and stream helpers, the [`admin`] endpoint,
+//! [`telemetry`] set-up and, behind the `testing` feature, the harness that
+//! starts real servers for integration tests.
+
+pub mod admin;
+pub mod codec;
+pub mod config;
+pub mod names;
+pub mod nats;
+pub mod record;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use record::{Level, Record};

@@ -1,0 +1,113 @@
+//! NATS connection and `LOGS` stream helpers.
+//!
+//! Every process connects through [`connect`], which never fails because the
+//! server is down: the client keeps reconnecting in the background (so an
+//! agent can start and spool while NATS is away) and only bad settings — an
+//! unreadable creds file, a malformed URL — are errors.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
+
+use crate::codec::SUBJECT_PREFIX;
+use crate::config::NatsConfig;
+
+/// Why a connection or stream could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The settings are wrong (bad URL, unreadable creds file); retrying does
+    /// not help.
+    #[error("invalid nats settings: {0}")]
+    Settings(String),
+    /// The server refused or could not be reached; worth retrying.
+    #[error("nats request failed: {0}")]
+    Request(String),
+}
+
+/// Connects with the URLs and credentials of `cfg`. `name` identifies the
+/// connection in the server's monitoring.
+pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, NatsError> {
+    let urls: Vec<String> = cfg
+        .url_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect();
+    if urls.is_empty() {
+        return Err(NatsError::Settings("[nats] url lists no server".into()));
+    }
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        // Publishes are flow-controlled by the callers' in-flight windows;
+        // a large client buffer only hides back-pressure.
+        .client_capacity(4096);
+    if let Some(creds) = &cfg.creds_file {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .map_err(|e| NatsError::Settings(format!("creds file {}: {e}", creds.display())))?;
+    }
+    if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
+        opts = opts.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &cfg.token {
+        opts = opts.token(token.clone());
+    }
+    if cfg.tls_required {
+        opts = opts.require_tls(true);
+    }
+    if let Some(ca) = &cfg.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    opts.connect(urls.as_slice())
+        .await
+        .map_err(|e| NatsError::Settings(e.to_string()))
+}
+
+/// The configuration the `LOGS` stream must have.
+pub fn stream_config(cfg: &NatsConfig) -> StreamConfig {
+    StreamConfig {
+        name: cfg.stream.clone(),
+        subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+        storage: StorageType::File,
+        num_replicas: cfg.replicas,
+        max_age: Duration::from_secs(cfg.max_age_secs),
+        max_bytes: cfg.max_bytes,
+        duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
+        // When the stream is full, refuse new data rather than silently
+        // dropping the oldest: agents keep it in their spools and retry.
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or updates it to the configured settings.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &NatsConfig,
+) -> Result<jetstream::stream::Info, NatsError> {
+    js.create_or_update_stream(stream_config(cfg))
+        .await
+        .map_err(|e| NatsError::Request(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_covers_all_log_subjects() {
+        let c = stream_config(&NatsConfig::default());
+        assert_eq!(c.name, "LOGS");
+        assert_eq!(c.subjects, vec!["logs.>".to_string()]);
+        assert!(c.duplicate_window >= Duration::from_secs(120));
+    }
+}
