@@ -119,8 +119,10 @@ impl Agent {
 async fn raw_limit(nats: &NatsServer) -> (f64, f64) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut cfg = NatsConfig::default();
-    cfg.stream = "RAW".into();
+    let cfg = NatsConfig {
+        stream: "RAW".into(),
+        ..NatsConfig::default()
+    };
     let mut stream_cfg = sluice_core::nats::stream_config(&cfg);
     stream_cfg.subjects = vec!["raw.>".into()];
     js.create_stream(stream_cfg).await.unwrap();

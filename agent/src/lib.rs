@@ -194,7 +194,7 @@ pub async fn run(
         .map(Source::new)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AgentError::Config(e.to_string()))?;
-    let mut topts = TailerOptions::new(sources, host);
+    let mut topts = TailerOptions::new(sources);
     topts.first_start = first_start;
     topts.max_open_files = agent.limits.max_open_files;
     topts.idle_close = Duration::from_secs(agent.limits.idle_close_secs);
@@ -204,11 +204,12 @@ pub async fn run(
         max_batch_bytes: agent.publish.max_batch_bytes,
         max_batch_records: agent.publish.max_batch_records,
         spool_max_bytes: agent.spool.max_bytes,
+        host,
     };
     let stop_reading = Arc::new(AtomicBool::new(false));
     let stop_writer = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
-    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
     let tailer = Tailer::new(topts, positions.clone(), tx, metrics.clone());
     let tailer_stop = stop_reading.clone();
     let tailer_thread = std::thread::Builder::new()

@@ -139,23 +139,31 @@ pub async fn run(
     let mut logged_failure = false;
     loop {
         let stopping = *shutdown.borrow();
-        // Fill the window.
+        // Fill the window, reading several entries per trip to the
+        // blocking pool.
+        let mut batch: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
         while !stopping && in_flight.len() < window {
-            let spool2 = spool.clone();
-            let from = cursor;
-            let next = tokio::task::spawn_blocking(move || spool2.read_next(from)).await;
-            let (seq, bytes) = match next {
-                Ok(Ok(Some(found))) => found,
-                Ok(Ok(None)) => break,
-                Ok(Err(err)) => {
-                    tracing::error!(error = %err, seq = from, "cannot read spool entry, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
+            if batch.is_empty() {
+                let spool2 = spool.clone();
+                let from = cursor;
+                let want = (window - in_flight.len()).clamp(1, 16);
+                let read = tokio::task::spawn_blocking(move || read_entries(&spool2, from, want));
+                match read.await {
+                    Ok(Ok(entries)) if entries.is_empty() => break,
+                    Ok(Ok(entries)) => batch.extend(entries),
+                    Ok(Err(err)) => {
+                        tracing::error!(error = %err, seq = from, "cannot read spool entry, retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "spool reader task failed");
+                        break;
+                    }
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "spool reader task failed");
-                    break;
-                }
+            }
+            let Some((seq, bytes)) = batch.pop_front() else {
+                break;
             };
             cursor = seq + 1;
             let entry = match Entry::decode(&bytes) {
@@ -261,6 +269,26 @@ pub async fn run(
         }
     }
     tracing::info!("publisher stopped");
+}
+
+/// Up to `max` durable entries from `from` on.
+fn read_entries(
+    spool: &Spool,
+    from: u64,
+    max: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, crate::spool::SpoolError> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while out.len() < max {
+        match spool.read_next(next)? {
+            Some((seq, bytes)) => {
+                next = seq + 1;
+                out.push((seq, bytes));
+            }
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 fn update_oldest(pending: &HashMap<u64, Pending>, progress: &Progress, metrics: &AgentMetrics) {

@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use notify::{RecursiveMode, Watcher};
 use sluice_core::config::{FileSourceConfig, ReadFrom};
+use sluice_core::names;
 use sluice_core::record::{ATTR_LOSSY, ATTR_TRUNCATED, now_nanos};
-use sluice_core::{Record, names};
 
 use crate::entry::{FINGERPRINT_BYTES, FileKey, FilePos, Positions, fingerprint};
 use crate::metrics::{AgentMetrics, label};
@@ -63,10 +63,28 @@ const MAX_WALK_DEPTH: usize = 16;
 pub struct Chunk {
     /// The app of every record.
     pub app: Arc<str>,
+    /// The service of every record.
+    pub service: Arc<str>,
+    /// The `source` of every record (`file:<path>`).
+    pub source: Arc<str>,
     /// The file's read position after these records.
     pub pos: FilePos,
-    /// The records, without ids (the spool writer assigns them).
-    pub records: Vec<Record>,
+    /// The records; the spool writer adds ids and the shared fields.
+    pub records: Vec<LineRecord>,
+}
+
+/// What one line (or merged event) contributes to its record; the fields
+/// shared by a whole chunk live in the [`Chunk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRecord {
+    /// When the event happened (ns since the epoch).
+    pub ts: i64,
+    /// Severity.
+    pub level: sluice_core::Level,
+    /// The message.
+    pub msg: String,
+    /// Extracted fields, the source's fixed attributes and flags.
+    pub attrs: BTreeMap<String, String>,
 }
 
 /// A configured file source, compiled.
@@ -205,8 +223,6 @@ pub fn service_from_path(path: &Path) -> String {
 pub struct TailerOptions {
     /// Compiled sources.
     pub sources: Vec<Source>,
-    /// The `host` of every record.
-    pub host: Arc<str>,
     /// True when the agent has never run with this data directory:
     /// `read_from = "end"` applies only then.
     pub first_start: bool,
@@ -225,11 +241,10 @@ pub struct TailerOptions {
 }
 
 impl TailerOptions {
-    /// Defaults for everything but the sources and host.
-    pub fn new(sources: Vec<Source>, host: Arc<str>) -> TailerOptions {
+    /// Defaults for everything but the sources.
+    pub fn new(sources: Vec<Source>) -> TailerOptions {
         TailerOptions {
             sources,
-            host,
             first_start: false,
             max_open_files: 512,
             idle_close: Duration::from_secs(300),
@@ -245,8 +260,8 @@ struct Tracked {
     key: FileKey,
     path: PathBuf,
     source: usize,
-    service: String,
-    label: String,
+    service: Arc<str>,
+    label: Arc<str>,
     file: Option<File>,
     /// Next byte to read.
     read_offset: u64,
@@ -265,6 +280,16 @@ struct Tracked {
 }
 
 impl Tracked {
+    fn chunk(&self, app: &Arc<str>, pos: FilePos, records: Vec<LineRecord>) -> Chunk {
+        Chunk {
+            app: app.clone(),
+            service: self.service.clone(),
+            source: self.label.clone(),
+            pos,
+            records,
+        }
+    }
+
     fn pos(&self, offset: u64) -> FilePos {
         FilePos {
             key: self.key,
@@ -289,6 +314,7 @@ pub struct Tailer {
     warned: HashSet<PathBuf>,
     limiter: Option<Limiter>,
     stopped: bool,
+    buf: Vec<u8>,
 }
 
 /// Head of a file: (bytes covered, hash).
@@ -327,6 +353,7 @@ impl Tailer {
             warned: HashSet::new(),
             limiter,
             stopped: false,
+            buf: Vec::new(),
         }
     }
 
@@ -591,8 +618,8 @@ impl Tailer {
                 key,
                 path,
                 source,
-                service,
-                label,
+                service: Arc::from(service),
+                label: Arc::from(label),
                 file: Some(file),
                 read_offset: start,
                 partial: Vec::new(),
@@ -661,7 +688,7 @@ impl Tailer {
             let pos = t.pos(0);
             truncated = !same_head(file, &pos);
         }
-        let mut out: Vec<Record> = Vec::new();
+        let mut out: Vec<LineRecord> = Vec::new();
         let now = now_nanos();
         let source = &self.opts.sources[t.source];
         if truncated {
@@ -674,8 +701,6 @@ impl Tailer {
             if let Some(ev) = t.merger.as_mut().and_then(Merger::flush) {
                 out.push(make_record(
                     source,
-                    &self.opts.host,
-                    t,
                     &ev.text,
                     ev.truncated_from,
                     ev.lossy,
@@ -695,12 +720,8 @@ impl Tailer {
             }
             let pos = t.pos(0);
             t.sent_offset = 0;
-            let app = source.app.clone();
-            self.send(Chunk {
-                app,
-                pos,
-                records: out,
-            });
+            let chunk = t.chunk(&source.app, pos, out);
+            self.send(chunk);
             return 1;
         }
         if size <= t.read_offset {
@@ -710,8 +731,11 @@ impl Tailer {
         if let Some(limiter) = &self.limiter {
             throttle(limiter, want);
         }
-        let mut buf = vec![0u8; want];
-        let n = match file.read_at(&mut buf, t.read_offset) {
+        // One buffer for every read: no allocation or zeroing per read.
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let n = match file.read_at(&mut self.buf[..want], t.read_offset) {
             Ok(n) => n,
             Err(err) => {
                 let path = t.path.clone();
@@ -719,7 +743,7 @@ impl Tailer {
                 return 0;
             }
         };
-        buf.truncate(n);
+        let buf = &self.buf[..n];
         if n == 0 {
             return 0;
         }
@@ -768,8 +792,6 @@ impl Tailer {
                     if let Some(ev) = merger.push(line, now) {
                         out.push(make_record(
                             source,
-                            &self.opts.host,
-                            t,
                             &ev.text,
                             ev.truncated_from,
                             ev.lossy,
@@ -785,8 +807,6 @@ impl Tailer {
                     } else {
                         out.push(make_record(
                             source,
-                            &self.opts.host,
-                            t,
                             text,
                             truncated_from,
                             lossy,
@@ -816,12 +836,8 @@ impl Tailer {
         if records_len > 0 || safe != t.sent_offset {
             t.sent_offset = safe;
             let pos = t.pos(safe);
-            let app = source.app.clone();
-            self.send(Chunk {
-                app,
-                pos,
-                records: out,
-            });
+            let chunk = t.chunk(&source.app, pos, out);
+            self.send(chunk);
         }
         n
     }
@@ -838,8 +854,6 @@ impl Tailer {
             if let Some(ev) = t.merger.as_mut().and_then(|m| m.poll(now)) {
                 let record = make_record(
                     source,
-                    &self.opts.host,
-                    t,
                     &ev.text,
                     ev.truncated_from,
                     ev.lossy,
@@ -853,12 +867,8 @@ impl Tailer {
                     .unwrap_or(ev.end_offset);
                 t.sent_offset = safe;
                 let pos = t.pos(safe);
-                let app = source.app.clone();
-                self.send(Chunk {
-                    app,
-                    pos,
-                    records: vec![record],
-                });
+                let chunk = t.chunk(&source.app, pos, vec![record]);
+                self.send(chunk);
                 continue;
             }
             let Some(file) = t.file.as_ref() else {
@@ -908,8 +918,6 @@ impl Tailer {
                     if let Some(ev) = m.push(line, now) {
                         out.push(make_record(
                             source,
-                            &self.opts.host,
-                            &t,
                             &ev.text,
                             ev.truncated_from,
                             ev.lossy,
@@ -921,8 +929,6 @@ impl Tailer {
                 None if !text.is_empty() => {
                     out.push(make_record(
                         source,
-                        &self.opts.host,
-                        &t,
                         &text,
                         truncated_from,
                         lossy,
@@ -936,8 +942,6 @@ impl Tailer {
         if let Some(ev) = t.merger.as_mut().and_then(Merger::flush) {
             out.push(make_record(
                 source,
-                &self.opts.host,
-                &t,
                 &ev.text,
                 ev.truncated_from,
                 ev.lossy,
@@ -948,12 +952,8 @@ impl Tailer {
         tracing::info!(path = %t.path.display(), reason = why, "finished file");
         let mut pos = t.pos(t.read_offset);
         pos.gone = true;
-        let app = source.app.clone();
-        self.send(Chunk {
-            app,
-            pos,
-            records: out,
-        });
+        let chunk = t.chunk(&source.app, pos, out);
+        self.send(chunk);
         self.metrics.files_open.set(self.open_count() as i64);
         self.metrics.files_tracked.set(self.files.len() as i64);
     }
@@ -1065,17 +1065,14 @@ fn decode_line(bytes: &[u8], was_truncated: bool) -> (Cow<'_, str>, bool) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn make_record(
     source: &Source,
-    host: &str,
-    t: &Tracked,
     text: &str,
     truncated_from: Option<usize>,
     lossy: bool,
     now: i64,
     metrics: &AgentMetrics,
-) -> Record {
+) -> LineRecord {
     let parsed = parse_line(text, now);
     let mut attrs = source.attrs.clone();
     attrs.extend(parsed.attrs);
@@ -1087,16 +1084,11 @@ fn make_record(
         metrics.lines_lossy.inc();
         attrs.insert(ATTR_LOSSY.to_string(), "true".to_string());
     }
-    Record {
-        id: String::new(),
+    LineRecord {
         ts: parsed.ts.unwrap_or(now),
-        app: source.app.to_string(),
-        service: t.service.clone(),
-        host: host.to_string(),
         level: parsed.level,
         msg: parsed.msg,
         attrs,
-        source: t.label.clone(),
     }
 }
 

@@ -19,14 +19,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use sluice_core::codec::encode_batch;
-use sluice_core::record::{IdGen, now_nanos};
-use sluice_core::{Level, Record};
+use sluice_core::Level;
+use sluice_core::codec::{BatchEncoder, RecordRef};
+use sluice_core::record::now_nanos;
 
 use crate::entry::{Entry, FilePos, LevelBatch, Positions};
 use crate::metrics::{AgentMetrics, label};
 use crate::spool::Spool;
-use crate::tailer::Chunk;
+use crate::tailer::{Chunk, LineRecord};
 
 /// How often acknowledged segments are released while idle.
 const RELEASE_INTERVAL: Duration = Duration::from_millis(200);
@@ -42,27 +42,34 @@ pub struct WriterOptions {
     pub max_batch_records: usize,
     /// The spool's size cap; appends are split to fit under it.
     pub spool_max_bytes: u64,
+    /// The `host` of every record.
+    pub host: Arc<str>,
 }
 
 /// Rough raw size of a record, for batching.
-fn record_bytes(r: &Record) -> usize {
+fn record_bytes(r: &LineRecord) -> usize {
     96 + r.msg.len()
-        + r.service.len()
-        + r.source.len()
         + r.attrs
             .iter()
             .map(|(k, v)| k.len() + v.len() + 4)
             .sum::<usize>()
 }
 
+fn chunk_bytes(c: &Chunk) -> usize {
+    c.records.iter().map(record_bytes).sum::<usize>()
+}
+
 /// Builds entries from chunks: pure apart from the id generator.
 pub struct EntryBuilder {
-    ids: IdGen,
+    ids: ulid::Generator,
     opts: WriterOptions,
 }
 
+/// An entry being filled: records bucketed by level, each pointing at the
+/// (service, source) of its chunk.
 struct Open {
-    by_level: [Vec<Record>; 6],
+    by_level: [Vec<(u32, LineRecord)>; 6],
+    origins: Vec<(Arc<str>, Arc<str>)>,
     positions: Vec<FilePos>,
     bytes: usize,
     records: usize,
@@ -72,6 +79,7 @@ impl Open {
     fn new() -> Open {
         Open {
             by_level: Default::default(),
+            origins: Vec::new(),
             positions: Vec::new(),
             bytes: 0,
             records: 0,
@@ -83,7 +91,7 @@ impl EntryBuilder {
     /// A builder with its own id generator.
     pub fn new(opts: WriterOptions) -> EntryBuilder {
         EntryBuilder {
-            ids: IdGen::new(),
+            ids: ulid::Generator::new(),
             opts,
         }
     }
@@ -107,43 +115,67 @@ impl EntryBuilder {
             };
             let mut open = Open::new();
             for chunk in chunks {
-                for mut record in chunk.records {
-                    record.id = self.ids.next_id();
+                let origin = open.origins.len() as u32;
+                open.origins.push((chunk.service, chunk.source));
+                for record in chunk.records {
                     open.bytes += record_bytes(&record);
                     open.records += 1;
-                    open.by_level[record.level.index()].push(record);
+                    open.by_level[record.level.index()].push((origin, record));
                 }
                 open.positions.push(chunk.pos);
                 if open.bytes >= self.opts.max_batch_bytes
                     || open.records >= self.opts.max_batch_records
                 {
-                    entries.push(finish(&app, std::mem::replace(&mut open, Open::new()), now));
+                    let full = std::mem::replace(&mut open, Open::new());
+                    entries.push(self.finish(&app, full, now));
                 }
             }
             if !open.positions.is_empty() {
-                entries.push(finish(&app, open, now));
+                entries.push(self.finish(&app, open, now));
             }
         }
         entries
     }
-}
 
-fn finish(app: &str, open: Open, now: i64) -> Entry {
-    let batches = Level::ALL
-        .iter()
-        .zip(open.by_level.iter())
-        .filter(|(_, records)| !records.is_empty())
-        .map(|(level, records)| LevelBatch {
-            level: *level,
-            records: records.len() as u32,
-            payload: encode_batch(records),
-        })
-        .collect();
-    Entry {
-        created_ns: now,
-        app: app.to_string(),
-        positions: open.positions,
-        batches,
+    /// Encodes an entry's records, giving each its id.
+    fn finish(&mut self, app: &str, open: Open, now: i64) -> Entry {
+        let mut batches = Vec::new();
+        let mut id = [0u8; ulid::ULID_LEN];
+        for (level, records) in Level::ALL.iter().zip(open.by_level.iter()) {
+            if records.is_empty() {
+                continue;
+            }
+            let size: usize = records.iter().map(|(_, r)| record_bytes(r) + 64).sum();
+            let mut encoder = BatchEncoder::new(records.len(), size);
+            for (origin, r) in records {
+                // The monotonic generator only fails after 2^80 ids in one
+                // millisecond; a random ULID is still unique then.
+                let ulid = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+                let (service, source) = &open.origins[*origin as usize];
+                encoder.push(&RecordRef {
+                    id: ulid.array_to_str(&mut id),
+                    ts: r.ts,
+                    app,
+                    service,
+                    host: &self.opts.host,
+                    level: *level,
+                    msg: &r.msg,
+                    attrs: &r.attrs,
+                    source,
+                });
+            }
+            batches.push(LevelBatch {
+                level: *level,
+                records: records.len() as u32,
+                payload: encoder.finish(),
+            });
+        }
+        Entry {
+            created_ns: now,
+            app: app.to_string(),
+            positions: open.positions,
+            batches,
+        }
     }
 }
 
@@ -174,14 +206,14 @@ pub fn run(
         };
         // Group commit: gather what arrives within the interval.
         let deadline = Instant::now() + opts.fsync_interval;
-        let mut bytes: usize = first.records.iter().map(record_bytes).sum();
+        let mut bytes = chunk_bytes(&first);
         let mut chunks = vec![first];
         let cap = opts.max_batch_bytes.saturating_mul(16);
         while bytes < cap {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(chunk) => {
-                    bytes += chunk.records.iter().map(record_bytes).sum::<usize>();
+                    bytes += chunk_bytes(&chunk);
                     chunks.push(chunk);
                 }
                 Err(_) => break,
@@ -313,6 +345,8 @@ mod tests {
     fn chunk(app: &str, ino: u64, offset: u64, levels: &[Level]) -> Chunk {
         Chunk {
             app: Arc::from(app),
+            service: Arc::from("s"),
+            source: Arc::from("file:/x"),
             pos: FilePos {
                 key: FileKey { dev: 1, ino },
                 fp_len: 0,
@@ -323,16 +357,11 @@ mod tests {
             },
             records: levels
                 .iter()
-                .map(|&level| Record {
-                    id: String::new(),
+                .map(|&level| LineRecord {
                     ts: 1,
-                    app: app.into(),
-                    service: "s".into(),
-                    host: "h".into(),
                     level,
                     msg: "m".repeat(100),
                     attrs: Default::default(),
-                    source: "file:/x".into(),
                 })
                 .collect(),
         }
@@ -344,6 +373,7 @@ mod tests {
             max_batch_bytes,
             max_batch_records: 10_000,
             spool_max_bytes: 1 << 30,
+            host: Arc::from("h"),
         }
     }
 
@@ -380,7 +410,8 @@ mod tests {
 
     #[test]
     fn entries_are_bounded() {
-        let mut b = EntryBuilder::new(opts(1_000));
+        // Five records of ~200 raw bytes fill an entry.
+        let mut b = EntryBuilder::new(opts(900));
         let chunks = (0..10)
             .map(|i| chunk("a", 1, i, &[Level::Info; 5]))
             .collect();

@@ -35,17 +35,78 @@ pub const SUBJECT_PREFIX: &str = "logs";
 #[error("payload is not a valid sluice batch: {0}")]
 pub struct DecodeError(#[from] rmp_serde::decode::Error);
 
-#[derive(Serialize)]
-struct WireRef<'a> {
-    id: &'a str,
-    ts: i64,
-    app: &'a str,
-    service: &'a str,
-    host: &'a str,
-    level: Level,
-    msg: &'a str,
-    attrs: &'a BTreeMap<String, String>,
-    source: &'a str,
+/// A record by reference, for encoding without building a [`Record`]
+/// (the agent's hot path shares app, service, host and source between
+/// records).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RecordRef<'a> {
+    /// See [`Record::id`].
+    pub id: &'a str,
+    /// See [`Record::ts`]: nanoseconds since the epoch.
+    pub ts: i64,
+    /// See [`Record::app`].
+    pub app: &'a str,
+    /// See [`Record::service`].
+    pub service: &'a str,
+    /// See [`Record::host`].
+    pub host: &'a str,
+    /// See [`Record::level`].
+    pub level: Level,
+    /// See [`Record::msg`].
+    pub msg: &'a str,
+    /// See [`Record::attrs`].
+    pub attrs: &'a BTreeMap<String, String>,
+    /// See [`Record::source`].
+    pub source: &'a str,
+}
+
+/// Builds one wire payload record by record.
+#[derive(Debug)]
+pub struct BatchEncoder {
+    out: Vec<u8>,
+    left: usize,
+}
+
+impl BatchEncoder {
+    /// Starts a payload of exactly `count` records; `capacity` is a size
+    /// hint in bytes.
+    pub fn new(count: usize, capacity: usize) -> BatchEncoder {
+        let mut out = Vec::with_capacity(capacity);
+        // Writing into a Vec cannot fail.
+        let _ = rmp::encode::write_array_len(&mut out, count as u32);
+        BatchEncoder { out, left: count }
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, record: &RecordRef<'_>) {
+        debug_assert!(self.left > 0, "more records than announced");
+        self.left = self.left.saturating_sub(1);
+        let mut ser = rmp_serde::Serializer::new(&mut self.out).with_struct_map();
+        // Strings, integers and a string map always serialise.
+        let _ = record.serialize(&mut ser);
+    }
+
+    /// The finished payload.
+    pub fn finish(self) -> Vec<u8> {
+        debug_assert_eq!(self.left, 0, "fewer records than announced");
+        self.out
+    }
+}
+
+impl<'a> From<&'a Record> for RecordRef<'a> {
+    fn from(r: &'a Record) -> Self {
+        RecordRef {
+            id: &r.id,
+            ts: r.ts,
+            app: &r.app,
+            service: &r.service,
+            host: &r.host,
+            level: r.level,
+            msg: &r.msg,
+            attrs: &r.attrs,
+            source: &r.source,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -61,22 +122,6 @@ struct WireOwned {
     attrs: BTreeMap<String, String>,
     #[serde(default)]
     source: String,
-}
-
-impl<'a> From<&'a Record> for WireRef<'a> {
-    fn from(r: &'a Record) -> Self {
-        WireRef {
-            id: &r.id,
-            ts: r.ts,
-            app: &r.app,
-            service: &r.service,
-            host: &r.host,
-            level: r.level,
-            msg: &r.msg,
-            attrs: &r.attrs,
-            source: &r.source,
-        }
-    }
 }
 
 impl From<WireOwned> for Record {
@@ -96,30 +141,13 @@ impl From<WireOwned> for Record {
 }
 
 /// Encodes records as one wire payload.
-pub fn encode_batch<'a, I>(records: I) -> Vec<u8>
-where
-    I: IntoIterator<Item = &'a Record>,
-    I::IntoIter: ExactSizeIterator,
-{
-    let mut out = Vec::new();
-    encode_batch_into(records, &mut out);
-    out
-}
-
-/// Encodes records as one wire payload, appending to `out`.
-pub fn encode_batch_into<'a, I>(records: I, out: &mut Vec<u8>)
-where
-    I: IntoIterator<Item = &'a Record>,
-    I::IntoIter: ExactSizeIterator,
-{
-    let iter = records.into_iter();
-    // Writing into a Vec only fails on allocation failure, and every field is
-    // a plain string, integer or string map.
-    let _ = rmp::encode::write_array_len(out, iter.len() as u32);
-    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
-    for record in iter {
-        let _ = WireRef::from(record).serialize(&mut ser);
+pub fn encode_batch(records: &[Record]) -> Vec<u8> {
+    let size: usize = records.iter().map(|r| r.msg.len() + 160).sum();
+    let mut encoder = BatchEncoder::new(records.len(), size);
+    for record in records {
+        encoder.push(&RecordRef::from(record));
     }
+    encoder.finish()
 }
 
 /// Decodes one wire payload.
