@@ -15,7 +15,7 @@
 //! * **Rotation by rename.** A renamed file keeps its inode: the open handle
 //!   is read to its end while the new file at the path is read from its
 //!   start. A rotated-away file is closed once it has been idle at its end
-//!   for `ROTATE_WAIT`; a deleted one as soon as it has been read to its end,
+//!   for `rotate_wait`; a deleted one as soon as it has been read to its end,
 //!   so its disk space is freed.
 //! * **Copytruncate.** A file shorter than the read offset, or whose head
 //!   changed, was truncated: reading restarts at 0. Lines written between
@@ -53,8 +53,6 @@ use crate::metrics::{AgentMetrics, label};
 use crate::multiline::{Line, Merger, MultilineRule};
 use crate::parse::parse_line;
 
-/// How long a rotated-away file is kept open at its end before it is closed.
-const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Deepest directory walk for `**` patterns.
 const MAX_WALK_DEPTH: usize = 16;
 
@@ -238,6 +236,9 @@ pub struct TailerOptions {
     pub rescan_interval: Duration,
     /// Read rate limit in bytes per second.
     pub read_bytes_per_sec: Option<u64>,
+    /// How long a rotated-away file is kept open at its end, in case the
+    /// application still writes to it, before it is closed.
+    pub rotate_wait: Duration,
 }
 
 impl TailerOptions {
@@ -252,6 +253,7 @@ impl TailerOptions {
             poll_interval: Duration::from_millis(500),
             rescan_interval: Duration::from_secs(10),
             read_bytes_per_sec: None,
+            rotate_wait: Duration::from_secs(5),
         }
     }
 }
@@ -371,9 +373,8 @@ impl Tailer {
             }
         };
         let mut watched: HashSet<PathBuf> = HashSet::new();
-        self.recover_rotated();
+        self.recover();
         let mut last_rescan = Instant::now();
-        self.rescan();
         if let Some(w) = watcher.as_mut() {
             self.watch_roots(w, &mut watched);
         }
@@ -406,6 +407,27 @@ impl Tailer {
             }
         }
         tracing::info!(files = self.files.len(), "file source stopped");
+    }
+
+    /// Start-up: finds files rotated away while the agent was down, then
+    /// every file the globs match.
+    pub fn recover(&mut self) {
+        self.recover_rotated();
+        self.rescan();
+    }
+
+    /// Walks the globs once, opening new files without reading them.
+    pub fn discover(&mut self) {
+        self.rescan();
+    }
+
+    /// One pass without waiting: rescan, read every file to its end, run
+    /// the timers. Lets tests (and tools) drive the tailer synchronously.
+    pub fn step(&mut self) {
+        self.rescan();
+        let never = AtomicBool::new(false);
+        while self.read_pass(&never) > 0 {}
+        self.housekeeping();
     }
 
     fn watch_roots(
@@ -594,20 +616,20 @@ impl Tailer {
         };
         self.warned.remove(&path);
         let src = &self.opts.sources[source];
-        let start = match self.positions.get(&key) {
+        let (start, known) = match self.positions.get(&key) {
             Some(pos) if pos.fp_len <= fp_len && same_head(&file, pos) => {
                 if pos.offset > size {
                     self.metrics
                         .file_rotations
                         .get_or_create(&label("kind", "truncated"))
                         .inc();
-                    0
+                    (0, true)
                 } else {
-                    pos.offset
+                    (pos.offset, true)
                 }
             }
-            _ if self.opts.first_start && src.read_from == ReadFrom::End => size,
-            _ => 0,
+            _ if self.opts.first_start && src.read_from == ReadFrom::End => (size, false),
+            _ => (0, false),
         };
         let merger = src.multiline.clone().map(Merger::new);
         let label = format!("file:{}", path.display());
@@ -633,6 +655,14 @@ impl Tailer {
             },
         );
         self.metrics.files_open.set(self.open_count() as i64);
+        // Register a new file in the spool at once, with no records: should
+        // it be rotated away before its first lines are spooled, a restart
+        // still knows its inode and finds it by that in its directory.
+        if !known && let Some(t) = self.files.get(&key) {
+            let app = self.opts.sources[t.source].app.clone();
+            let chunk = t.chunk(&app, t.pos(start), Vec::new());
+            self.send(chunk);
+        }
     }
 
     fn reopen(&mut self, key: FileKey) {
@@ -878,7 +908,7 @@ impl Tailer {
             let at_end = meta.len() <= t.read_offset;
             let idle = t.last_data.elapsed();
             let deleted = meta.nlink() == 0;
-            if at_end && (deleted || (!t.matched && idle >= ROTATE_WAIT)) {
+            if at_end && (deleted || (!t.matched && idle >= self.opts.rotate_wait)) {
                 self.finish(key, if deleted { "deleted" } else { "rotated" });
             } else if at_end && idle >= self.opts.idle_close && t.partial.is_empty() {
                 tracing::debug!(path = %t.path.display(), "closing idle file");
