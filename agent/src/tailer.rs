@@ -416,6 +416,16 @@ impl Tailer {
         self.rescan();
     }
 
+    /// Files currently held open.
+    pub fn open_files(&self) -> usize {
+        self.open_count()
+    }
+
+    /// Files currently followed (open or closed while idle).
+    pub fn tracked_files(&self) -> usize {
+        self.files.len()
+    }
+
     /// Walks the globs once, opening new files without reading them.
     pub fn discover(&mut self) {
         self.rescan();

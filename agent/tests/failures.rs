@@ -318,3 +318,100 @@ fn config_errors_exit_2_naming_file_line_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_file_is_counted_and_retried_and_priority_is_lowered() {
+    let nats = NatsServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Priority: nice 10 and the idle IO class, as in production.
+    let extra = one_file(&logs) + "[agent.limits]\nnice = 10\nio_idle = true\n";
+    let (config, port) = write_config(tmp.path(), &nats.url(), &extra);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[agent.limits]\nnice = 0\n", "");
+    std::fs::write(&config, text).unwrap();
+    let mut locked = Vec::new();
+    write_lines(&logs.join("locked.log"), "locked.log", 0, 100, &mut locked);
+    let mut open = Vec::new();
+    write_lines(&logs.join("open.log"), "open.log", 0, 100, &mut open);
+    chmod(&logs.join("locked.log"), 0o000);
+    let mut agent = AgentProcess::new(config, port);
+    if running_as_root() {
+        // Root reads any file: run the agent as nobody so mode 000 bites.
+        for dir in [tmp.path(), logs.as_path()] {
+            chmod(dir, 0o777);
+        }
+        chmod(&tmp.path().join("agent.toml"), 0o644);
+        agent.wrapper = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+    agent.start();
+    let pid = agent.pid().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let nice: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(nice, 10, "agent did not lower its cpu priority");
+
+    let mut collector = Collector::new(&nats.url()).await;
+    let want = open.len();
+    assert!(
+        collector
+            .until(Duration::from_secs(30), |r| r.len() >= want)
+            .await
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the file error to be counted",
+        || agent.metric("sluice_agent_file_errors_total") >= 1.0,
+    );
+    assert!(
+        agent.log_text().contains("cannot read file"),
+        "{}",
+        agent.log_text()
+    );
+
+    // Readable again: picked up at the next rescan, nothing lost.
+    chmod(&logs.join("locked.log"), 0o644);
+    let mut all = open.clone();
+    all.extend(locked);
+    let want = all.len();
+    let done = collector
+        .until(Duration::from_secs(30), |r| r.len() >= want)
+        .await;
+    assert!(
+        done,
+        "{} of {want} arrived\n{}",
+        collector.records.len(),
+        agent.log_text()
+    );
+    assert_exactly_once(&collector.records, &all);
+    assert_eq!(agent.terminate(), Some(0));
+}

@@ -4,11 +4,16 @@
 //! A missing server binary fails the test with a message saying how to
 //! install it; tests are never skipped.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
+use futures::StreamExt;
+
+use crate::Record;
 use crate::config::NatsConfig;
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
@@ -48,12 +53,19 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     dir: tempfile::TempDir,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts a server and waits until it is ready.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (authentication,
+    /// TLS) and waits until it is ready.
+    pub fn start_with(args: &[&str]) -> NatsServer {
         let binary = find_binary("nats-server").unwrap_or_else(|| {
             panic!(
                 "nats-server not found on PATH: install it with `apt-get install -y nats-server` \
@@ -68,6 +80,7 @@ impl NatsServer {
             binary,
             port: free_port(),
             dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         server.spawn();
@@ -93,6 +106,7 @@ impl NatsServer {
             .arg(self.dir.path().join("store"))
             .arg("-l")
             .arg(&log)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -192,4 +206,128 @@ pub fn signal(pid: u32, name: &str) {
         .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// Sum of a metric's values over its labels in Prometheus text, 0 when absent.
+pub fn metric_value(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP/1.0 GET against 127.0.0.1:port.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Reads the `LOGS` stream incrementally, surviving server restarts.
+pub struct Collector {
+    js: jetstream::Context,
+    next_seq: u64,
+    /// Every record read so far, in stream order.
+    pub records: Vec<Record>,
+    /// Messages (batches) read so far.
+    pub messages: u64,
+}
+
+impl Collector {
+    /// A collector reading from the stream's first message.
+    pub async fn new(url: &str) -> Collector {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .unwrap();
+        Collector {
+            js: jetstream::new(client),
+            next_seq: 1,
+            records: Vec::new(),
+            messages: 0,
+        }
+    }
+
+    /// Reads whatever the stream has beyond what was read; errors (server
+    /// away, stream not there yet) are ignored and retried by the caller.
+    pub async fn poll(&mut self) {
+        let Ok(mut stream) = self.js.get_stream("LOGS").await else {
+            return;
+        };
+        let Ok(info) = stream.info().await else {
+            return;
+        };
+        let last = info.state.last_sequence;
+        if last < self.next_seq {
+            return;
+        }
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: self.next_seq,
+                },
+                ..Default::default()
+            })
+            .await;
+        let Ok(consumer) = consumer else { return };
+        let Ok(mut messages) = consumer.messages().await else {
+            return;
+        };
+        while self.next_seq <= last {
+            let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+            let Ok(Some(Ok(msg))) = next else { return };
+            let Ok(info) = msg.info() else { return };
+            let seq = info.stream_sequence;
+            let records = crate::codec::decode_batch(&msg.payload).expect("batch decodes");
+            let subject = msg.subject.to_string();
+            for r in &records {
+                assert_eq!(
+                    subject,
+                    crate::codec::subject(&r.app, r.level),
+                    "record on the wrong subject"
+                );
+            }
+            self.records.extend(records);
+            self.messages += 1;
+            self.next_seq = seq + 1;
+        }
+    }
+
+    /// Polls until `done(records)` or the timeout; returns whether done.
+    pub async fn until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Record]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll().await;
+            if done(&self.records) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -5,21 +5,22 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
-use futures::StreamExt;
 use sluice_core::Record;
+pub use sluice_core::testing::{Collector, http_get, metric_value};
 use sluice_core::testing::{free_port, signal};
 
 /// The agent binary, started and stopped by PID.
 pub struct AgentProcess {
     pub config: PathBuf,
     pub admin_port: u16,
+    /// A command the agent is started through (e.g. `setpriv` to drop root).
+    pub wrapper: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -31,6 +32,7 @@ impl AgentProcess {
         AgentProcess {
             config,
             admin_port,
+            wrapper: Vec::new(),
             child: None,
             log,
             starts: 0,
@@ -45,7 +47,16 @@ impl AgentProcess {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
+        let binary = env!("CARGO_BIN_EXE_sluice-agent");
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info,sluice_agent=debug")
@@ -89,6 +100,11 @@ impl AgentProcess {
         }
     }
 
+    /// The running agent's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -108,38 +124,6 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-pub fn metric_value(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// A minimal HTTP/1.0 GET against 127.0.0.1:port.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Writes an agent config for `files` sections (raw TOML) and returns its
@@ -174,94 +158,6 @@ max_backoff_ms = 1000
     let path = dir.join("agent.toml");
     std::fs::write(&path, text).unwrap();
     (path, port)
-}
-
-/// Reads the `LOGS` stream incrementally, surviving server restarts.
-pub struct Collector {
-    js: jetstream::Context,
-    next_seq: u64,
-    pub records: Vec<Record>,
-    pub messages: u64,
-}
-
-impl Collector {
-    pub async fn new(url: &str) -> Collector {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(url)
-            .await
-            .unwrap();
-        Collector {
-            js: jetstream::new(client),
-            next_seq: 1,
-            records: Vec::new(),
-            messages: 0,
-        }
-    }
-
-    /// Reads whatever the stream has beyond what was read; errors (server
-    /// away, stream not there yet) are ignored and retried by the caller.
-    pub async fn poll(&mut self) {
-        let Ok(mut stream) = self.js.get_stream("LOGS").await else {
-            return;
-        };
-        let Ok(info) = stream.info().await else {
-            return;
-        };
-        let last = info.state.last_sequence;
-        if last < self.next_seq {
-            return;
-        }
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: self.next_seq,
-                },
-                ..Default::default()
-            })
-            .await;
-        let Ok(consumer) = consumer else { return };
-        let Ok(mut messages) = consumer.messages().await else {
-            return;
-        };
-        while self.next_seq <= last {
-            let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
-            let Ok(Some(Ok(msg))) = next else { return };
-            let Ok(info) = msg.info() else { return };
-            let seq = info.stream_sequence;
-            let records = sluice_core::codec::decode_batch(&msg.payload).expect("batch decodes");
-            let subject = msg.subject.to_string();
-            for r in &records {
-                assert_eq!(
-                    subject,
-                    sluice_core::codec::subject(&r.app, r.level),
-                    "record on the wrong subject"
-                );
-            }
-            self.records.extend(records);
-            self.messages += 1;
-            self.next_seq = seq + 1;
-        }
-    }
-
-    /// Polls until `done(records)` or the timeout; returns whether done.
-    pub async fn until(
-        &mut self,
-        timeout: Duration,
-        mut done: impl FnMut(&[Record]) -> bool,
-    ) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.poll().await;
-            if done(&self.records) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// Checks every expected message arrived exactly once and nothing else did.

@@ -1,0 +1,104 @@
+//! `sluice up` for real: it starts its own nats-server, runs the agent, and
+//! lines written to a tailed file arrive in `LOGS`; SIGTERM stops it all.
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sluice_core::testing::{Collector, free_port, signal, wait_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
+    assert!(
+        sluice_core::testing::find_binary("nats-server").is_some(),
+        "nats-server not found: install it with `apt-get install -y nats-server` (or run ./dev/test)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let nats_port = free_port();
+    let admin_port = free_port();
+    let config = tmp.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ndata_dir = \"{}\"\n[agent.admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             [agent.limits]\nnice = 0\n[[agent.files]]\ninclude = [\"{}/*.log\"]\napp = \"up\"\n",
+            tmp.path().join("agent").display(),
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("up.out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .args(["--nats-port", &nats_port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(tmp.path().join("up.err")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "sluice up to serve", || {
+        TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert!(printed.contains("sluice is up"), "{printed}");
+    assert!(
+        printed.contains(&format!("nats://127.0.0.1:{nats_port}")),
+        "{printed}"
+    );
+
+    let lines: Vec<String> = (0..500).map(|n| format!("ERROR up line {n}")).collect();
+    std::fs::write(logs.join("svc.log"), lines.join("\n") + "\n").unwrap();
+    let mut collector = Collector::new(&format!("nats://127.0.0.1:{nats_port}")).await;
+    let ok = collector
+        .until(Duration::from_secs(30), |r| r.len() >= lines.len())
+        .await;
+    assert!(
+        ok,
+        "{} of {} arrived\n{}",
+        collector.records.len(),
+        lines.len(),
+        std::fs::read_to_string(tmp.path().join("up.err")).unwrap_or_default()
+    );
+    let mut got: Vec<&str> = collector.records.iter().map(|r| r.msg.as_str()).collect();
+    got.sort();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        collector
+            .records
+            .iter()
+            .all(|r| r.app == "up" && r.service == "svc")
+    );
+
+    signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Its nats-server went with it.
+    wait_until(Duration::from_secs(10), "nats-server to stop", || {
+        TcpStream::connect(("127.0.0.1", nats_port)).is_err()
+    });
+}
+
+#[test]
+fn check_reports_bad_files_with_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(&path, "[nats]\nurl = \"nats://x\"\nunknown = true\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 3") && err.contains("unknown"),
+        "{err}"
+    );
+}
