@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }
+    sluice_agent::priority::tune_allocator();
     sluice_core::telemetry::init();
     sluice_agent::priority::apply(&config.agent.limits);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

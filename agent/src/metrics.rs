@@ -196,6 +196,15 @@ impl AgentMetrics {
     }
 }
 
+impl AgentMetrics {
+    /// Counts a rotation or truncation of `kind`.
+    pub fn rotation(&self, kind: &str) {
+        self.file_rotations
+            .get_or_create(&label("kind", kind))
+            .inc();
+    }
+}
+
 /// A one-label set for a metric family.
 pub fn label(key: &str, value: &str) -> Vec<(String, String)> {
     vec![(key.to_string(), value.to_string())]

@@ -1,6 +1,6 @@
-//! Lower the agent's CPU and IO priority so it yields to the host's real
-//! work. Applied once at start, to the whole process (threads started later
-//! inherit it).
+//! Keep the agent out of the host's way: lower CPU and IO priority, and an
+//! allocator tuned for its load. Applied once at start, to the whole process
+//! (threads started later inherit it).
 
 /// Sets the process's niceness (0–19; higher is nicer).
 #[allow(unsafe_code)]
@@ -50,5 +50,26 @@ pub fn apply(limits: &sluice_core::config::LimitsConfig) {
         && let Err(err) = set_io_idle()
     {
         tracing::warn!(error = %err, "cannot set idle io priority");
+    }
+}
+
+/// Tunes glibc's allocator for the agent's pattern: spool entries of a few
+/// hundred KiB built and freed many times a second. By default glibc returns
+/// such memory to the kernel on every free and faults it back in on the next
+/// allocation, which cost about a third of the agent's CPU at full speed.
+/// Keeping up to 16 MiB of free heap, serving blocks under 4 MiB from the
+/// heap, and using two arenas (one per busy thread, not one per core) trades a
+/// few MiB of resident memory for that CPU. A no-op on other C libraries.
+#[allow(unsafe_code)]
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt takes plain integers and only changes allocator
+        // parameters; it is called before the agent's threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+        }
     }
 }

@@ -50,7 +50,7 @@ use sluice_core::record::{ATTR_LOSSY, ATTR_TRUNCATED, now_nanos};
 
 use crate::entry::{FINGERPRINT_BYTES, FileKey, FilePos, Positions, fingerprint};
 use crate::metrics::{AgentMetrics, label};
-use crate::multiline::{Line, Merger, MultilineRule};
+use crate::multiline::{Event, Line, Merger, MultilineRule};
 use crate::parse::parse_line;
 
 /// Deepest directory walk for `**` patterns.
@@ -414,6 +414,9 @@ impl Tailer {
     pub fn recover(&mut self) {
         self.recover_rotated();
         self.rescan();
+        // `read_from = "end"` is for files present at the first start only;
+        // files appearing later are read from their beginning.
+        self.opts.first_start = false;
     }
 
     /// Files currently held open.
@@ -629,10 +632,7 @@ impl Tailer {
         let (start, known) = match self.positions.get(&key) {
             Some(pos) if pos.fp_len <= fp_len && same_head(&file, pos) => {
                 if pos.offset > size {
-                    self.metrics
-                        .file_rotations
-                        .get_or_create(&label("kind", "truncated"))
-                        .inc();
+                    self.metrics.rotation("truncated");
                     (0, true)
                 } else {
                     (pos.offset, true)
@@ -732,21 +732,11 @@ impl Tailer {
         let now = now_nanos();
         let source = &self.opts.sources[t.source];
         if truncated {
-            self.metrics
-                .file_rotations
-                .get_or_create(&label("kind", "truncated"))
-                .inc();
+            self.metrics.rotation("truncated");
             tracing::info!(path = %t.path.display(), offset = t.read_offset, size, "file truncated, reading from the start");
             // Whatever was pending belongs to the old content.
             if let Some(ev) = t.merger.as_mut().and_then(Merger::flush) {
-                out.push(make_record(
-                    source,
-                    &ev.text,
-                    ev.truncated_from,
-                    ev.lossy,
-                    now,
-                    &self.metrics,
-                ));
+                out.push(event_record(source, &ev, now, &self.metrics));
             }
             t.read_offset = 0;
             t.partial.clear();
@@ -830,14 +820,7 @@ impl Tailer {
                         lossy,
                     };
                     if let Some(ev) = merger.push(line, now) {
-                        out.push(make_record(
-                            source,
-                            &ev.text,
-                            ev.truncated_from,
-                            ev.lossy,
-                            now,
-                            &self.metrics,
-                        ));
+                        out.push(event_record(source, &ev, now, &self.metrics));
                     }
                     last_end = Some(end_offset);
                 }
@@ -892,14 +875,7 @@ impl Tailer {
             };
             let source = &self.opts.sources[t.source];
             if let Some(ev) = t.merger.as_mut().and_then(|m| m.poll(now)) {
-                let record = make_record(
-                    source,
-                    &ev.text,
-                    ev.truncated_from,
-                    ev.lossy,
-                    now,
-                    &self.metrics,
-                );
+                let record = event_record(source, &ev, now, &self.metrics);
                 let safe = t
                     .merger
                     .as_ref()
@@ -933,10 +909,7 @@ impl Tailer {
         let Some(mut t) = self.files.remove(&key) else {
             return;
         };
-        self.metrics
-            .file_rotations
-            .get_or_create(&label("kind", why))
-            .inc();
+        self.metrics.rotation(why);
         let now = now_nanos();
         let source = &self.opts.sources[t.source];
         let mut out = Vec::new();
@@ -956,14 +929,7 @@ impl Tailer {
                         lossy,
                     };
                     if let Some(ev) = m.push(line, now) {
-                        out.push(make_record(
-                            source,
-                            &ev.text,
-                            ev.truncated_from,
-                            ev.lossy,
-                            now,
-                            &self.metrics,
-                        ));
+                        out.push(event_record(source, &ev, now, &self.metrics));
                     }
                 }
                 None if !text.is_empty() => {
@@ -980,14 +946,7 @@ impl Tailer {
             }
         }
         if let Some(ev) = t.merger.as_mut().and_then(Merger::flush) {
-            out.push(make_record(
-                source,
-                &ev.text,
-                ev.truncated_from,
-                ev.lossy,
-                now,
-                &self.metrics,
-            ));
+            out.push(event_record(source, &ev, now, &self.metrics));
         }
         tracing::info!(path = %t.path.display(), reason = why, "finished file");
         let mut pos = t.pos(t.read_offset);
@@ -1103,6 +1062,11 @@ fn decode_line(bytes: &[u8], was_truncated: bool) -> (Cow<'_, str>, bool) {
         }
         Err(_) => (String::from_utf8_lossy(bytes), true),
     }
+}
+
+/// The record of a merged multi-line event.
+fn event_record(source: &Source, ev: &Event, now: i64, metrics: &AgentMetrics) -> LineRecord {
+    make_record(source, &ev.text, ev.truncated_from, ev.lossy, now, metrics)
 }
 
 fn make_record(

@@ -14,13 +14,22 @@ use sluice_agent::tailer::{Chunk, Source, Tailer, TailerOptions};
 use sluice_core::config::{FileSourceConfig, Name, ReadFrom};
 
 fn tailer(dir: &Path, adjust: impl FnOnce(&mut TailerOptions)) -> (Tailer, Receiver<Chunk>) {
+    tailer_from(dir, ReadFrom::Beginning, Positions::default(), adjust)
+}
+
+fn tailer_from(
+    dir: &Path,
+    read_from: ReadFrom,
+    positions: Positions,
+    adjust: impl FnOnce(&mut TailerOptions),
+) -> (Tailer, Receiver<Chunk>) {
     let source = Source::new(&FileSourceConfig {
         include: vec![format!("{}/*.log", dir.display())],
         exclude: vec![],
         app: Name::new("limits").unwrap(),
         service: None,
         attrs: Default::default(),
-        read_from: ReadFrom::Beginning,
+        read_from,
         max_line_bytes: 1024,
         multiline: None,
     })
@@ -29,7 +38,7 @@ fn tailer(dir: &Path, adjust: impl FnOnce(&mut TailerOptions)) -> (Tailer, Recei
     adjust(&mut opts);
     let (tx, rx) = sync_channel(100_000);
     let metrics = AgentMetrics::register(&mut Registry::default());
-    let mut t = Tailer::new(opts, Positions::default(), tx, metrics);
+    let mut t = Tailer::new(opts, positions, tx, metrics);
     t.recover();
     (t, rx)
 }
@@ -118,4 +127,39 @@ fn read_rate_limit_holds() {
         took >= Duration::from_millis(2500),
         "read 1 MiB in {took:?}"
     );
+}
+
+#[test]
+fn read_from_end_applies_to_files_present_at_the_first_start_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.log");
+    write(&old, 5);
+    let (mut t, rx) = tailer_from(dir.path(), ReadFrom::End, Positions::default(), |o| {
+        o.first_start = true
+    });
+    t.step();
+    // Nothing old is read, but the file is registered at its end.
+    let chunks: Vec<Chunk> = rx.try_iter().collect();
+    assert_eq!(chunks.iter().map(|c| c.records.len()).sum::<usize>(), 0);
+    let mut positions = Positions::default();
+    for c in &chunks {
+        positions.apply(std::slice::from_ref(&c.pos));
+    }
+    assert_eq!(positions.len(), 1);
+    write(&old, 2);
+    let fresh = dir.path().join("fresh.log");
+    write(&fresh, 3);
+    t.step();
+    // New lines of the old file, and a file that appeared later from its start.
+    let chunks: Vec<Chunk> = rx.try_iter().collect();
+    assert_eq!(chunks.iter().map(|c| c.records.len()).sum::<usize>(), 5);
+    drop(t);
+    // A restart is not a first start: it resumes from the durable positions.
+    for c in &chunks {
+        positions.apply(std::slice::from_ref(&c.pos));
+    }
+    write(&old, 1);
+    let (mut t, rx) = tailer_from(dir.path(), ReadFrom::End, positions, |_| {});
+    t.step();
+    assert_eq!(records(&rx), 1);
 }

@@ -63,6 +63,7 @@ fn main() -> ExitCode {
             data_dir,
             nats_port,
         } => {
+            sluice_agent::priority::tune_allocator();
             sluice_core::telemetry::init();
             match up(config.as_deref(), &data_dir, nats_port) {
                 Ok(()) => ExitCode::SUCCESS,
