@@ -163,3 +163,38 @@ fn read_from_end_applies_to_files_present_at_the_first_start_only() {
     t.step();
     assert_eq!(records(&rx), 1);
 }
+
+#[test]
+fn binary_files_become_flagged_lossy_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob.log");
+    // Every byte value, many times over, in pseudo-random order.
+    let mut bytes = Vec::with_capacity(1 << 16);
+    let mut x: u32 = 12345;
+    for _ in 0..(1 << 16) {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        bytes.push((x >> 16) as u8);
+    }
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+    let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
+    let (mut t, rx) = tailer(dir.path(), |_| {});
+    t.step();
+    let records: Vec<_> = rx.try_iter().flat_map(|c| c.records).collect();
+    assert!(!records.is_empty());
+    assert!(records.len() <= newlines);
+    assert!(records.iter().any(|r| r.attrs.get("sluice.lossy").map(String::as_str) == Some("true")));
+    for r in &records {
+        let flagged = r.attrs.contains_key("sluice.lossy");
+        assert_eq!(flagged, r.msg.contains('\u{fffd}'), "{:?}", r.msg);
+    }
+}
+
+#[test]
+fn a_glob_matching_nothing_is_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut t, rx) = tailer(&dir.path().join("does/not/exist"), |_| {});
+    t.step();
+    assert_eq!(t.tracked_files(), 0);
+    assert_eq!(records(&rx), 0);
+}
