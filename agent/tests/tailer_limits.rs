@@ -183,7 +183,11 @@ fn binary_files_become_flagged_lossy_lines() {
     let records: Vec<_> = rx.try_iter().flat_map(|c| c.records).collect();
     assert!(!records.is_empty());
     assert!(records.len() <= newlines);
-    assert!(records.iter().any(|r| r.attrs.get("sluice.lossy").map(String::as_str) == Some("true")));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.attrs.get("sluice.lossy").map(String::as_str) == Some("true"))
+    );
     for r in &records {
         let flagged = r.attrs.contains_key("sluice.lossy");
         assert_eq!(flagged, r.msg.contains('\u{fffd}'), "{:?}", r.msg);
