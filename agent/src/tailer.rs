@@ -260,7 +260,12 @@ impl TailerOptions {
 
 struct Tracked {
     key: FileKey,
+    /// Where the file is now.
     path: PathBuf,
+    /// The last path at which the globs matched it: what its durable
+    /// position records, so a restart can tell which source it belongs to
+    /// even after it was rotated to a name the globs do not match.
+    origin: PathBuf,
     source: usize,
     service: Arc<str>,
     label: Arc<str>,
@@ -298,7 +303,7 @@ impl Tracked {
             fp_len: self.fp_len,
             fp_hash: self.fp_hash,
             offset,
-            path: self.path.to_string_lossy().into_owned(),
+            path: self.origin.to_string_lossy().into_owned(),
             gone: false,
         }
     }
@@ -504,8 +509,9 @@ impl Tailer {
                     .iter()
                     .position(|s| s.matches(Path::new(&pos.path)));
                 let Some(source) = source else { continue };
-                let service = self.service_for(source, Path::new(&pos.path));
-                self.open(path, key, source, service, false);
+                let origin = PathBuf::from(&pos.path);
+                let service = self.service_for(source, &origin);
+                self.open(path, origin, key, source, service, false);
             }
         }
     }
@@ -541,6 +547,7 @@ impl Tailer {
             if let Some(t) = self.files.get_mut(&key) {
                 t.matched = true;
                 if t.path != path {
+                    t.origin = path.clone();
                     t.path = path;
                 }
                 if t.file.is_none() && meta.len() != t.read_offset {
@@ -549,7 +556,7 @@ impl Tailer {
                 continue;
             }
             let service = self.service_for(source, &path);
-            self.open(path, key, source, service, true);
+            self.open(path.clone(), path, key, source, service, true);
         }
         self.metrics.files_tracked.set(self.files.len() as i64);
     }
@@ -592,7 +599,15 @@ impl Tailer {
         }
     }
 
-    fn open(&mut self, path: PathBuf, key: FileKey, source: usize, service: String, matched: bool) {
+    fn open(
+        &mut self,
+        path: PathBuf,
+        origin: PathBuf,
+        key: FileKey,
+        source: usize,
+        service: String,
+        matched: bool,
+    ) {
         if !self.ensure_fd_budget() {
             return;
         }
@@ -649,6 +664,7 @@ impl Tailer {
             Tracked {
                 key,
                 path,
+                origin,
                 source,
                 service: Arc::from(service),
                 label: Arc::from(label),

@@ -3,17 +3,20 @@
 //! Everything more than one process needs lives here: the [`record`] model and
 //! its JSON form, the MessagePack [`codec`] spoken on the wire, validation of
 //! [`names`] that end up in subjects and object keys, the one TOML [`config`]
-//! schema, [`nats`] connection and stream helpers, the [`admin`] endpoint,
-//! [`telemetry`] set-up and, behind the `testing` feature, the harness that
-//! starts real servers for integration tests.
+//! schema, [`nats`] connection and stream helpers, the object [`store`], the
+//! [`admin`] endpoint, [`telemetry`] set-up and, behind the `testing` feature,
+//! the harness that starts real servers for integration tests.
 
 pub mod admin;
 pub mod codec;
 pub mod config;
+pub mod index;
+pub mod layout;
 pub mod names;
 pub mod nats;
 pub mod record;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -28,6 +28,7 @@ pub enum NatsError {
 /// Connects with the URLs and credentials of `cfg`. `name` identifies the
 /// connection in the server's monitoring.
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, NatsError> {
+    install_crypto_provider();
     let urls: Vec<String> = cfg
         .url_or_default()
         .split(',')
@@ -70,6 +71,13 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client,
     opts.connect(urls.as_slice())
         .await
         .map_err(|e| NatsError::Settings(e.to_string()))
+}
+
+/// Selects rustls's process-wide crypto provider (ring). Both ring and
+/// aws-lc-rs are compiled in (async-nats and object_store each bring one), and
+/// rustls refuses to guess between them. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The configuration the `LOGS` stream must have.

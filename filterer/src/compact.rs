@@ -1,0 +1,318 @@
+//! Compaction: once an hour is closed (plus a grace period), its blobs are
+//! merged into a few large ones, sorted by `ts` and de-duplicated by `id`,
+//! with fresh sidecars; then the inputs are removed.
+//!
+//! * Which hours: every blob write marks its partition dirty in the JetStream
+//!   KV bucket `sluice_partitions` (key `<app>.<date>.<hour>`, value the
+//!   time). Compaction looks only at dirty, closed partitions.
+//! * One compactor per partition: a claim in the KV bucket
+//!   `sluice_compaction_claims` made with create (compare-and-set on "absent");
+//!   the bucket's max age releases the claim of a compactor that died.
+//! * Order: outputs are stored (blob, then sidecar) before any input is
+//!   deleted, so a crash leaves duplicates — which readers drop by `id` and
+//!   the next compaction removes — never a gap.
+//! * A write into the partition while it is compacted bumps the dirty key's
+//!   revision, so marking it clean (an update against the revision read
+//!   before) fails and the partition is compacted again later, new blob
+//!   included. A late record for a compacted hour works the same way.
+//! * A line that does not parse as a record is kept as it is, at the end of
+//!   the output, and counted: compaction never drops data.
+//!
+//! The whole partition is merged in memory; partitions of more than a few GB
+//! per hour would need an external merge.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::Store as Kv;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use sluice_core::Record;
+use sluice_core::index::IndexBuilder;
+use sluice_core::layout::{BLOB_SUFFIX, BlobKind, INDEX_SUFFIX, Partition};
+use sluice_core::record::now_nanos;
+use sluice_core::store::Store;
+
+use crate::blobs::{StoreHealth, get, gunzip, write_blob};
+use crate::metrics::FiltererMetrics;
+
+/// Value of a partition's dirty key once it is compacted.
+pub const CLEAN: &[u8] = b"clean";
+
+/// Compaction settings.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// This instance's name (blob names, claims).
+    pub writer: String,
+    /// Raw bytes per output blob, at most.
+    pub max_blob_bytes: usize,
+    /// How long after its end an hour is compacted.
+    pub grace_ns: i64,
+    /// gzip level.
+    pub gzip_level: u32,
+}
+
+/// What compacting one partition did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    /// Input blobs removed.
+    pub inputs: usize,
+    /// Output blobs written.
+    pub outputs: usize,
+    /// Distinct records written.
+    pub records: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Lines kept as they were because they did not parse.
+    pub unparsed: u64,
+}
+
+/// Why compaction of a partition stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// Listing, reading or deleting failed; it is retried at the next pass.
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// A blob is not valid gzip; left in place for an operator.
+    #[error("blob {key} is not readable gzip: {error}")]
+    Corrupt {
+        /// The blob.
+        key: String,
+        /// What gzip said.
+        error: String,
+    },
+    /// Shut down before the outputs were stored.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Compacts one partition now (the caller holds its claim).
+pub async fn compact_partition(
+    store: &Store,
+    partition: &Partition,
+    opts: &CompactOptions,
+    health: &StoreHealth,
+    metrics: &FiltererMetrics,
+    stop: &AtomicBool,
+) -> Result<Compacted, CompactError> {
+    let prefix = store.key(&partition.prefix());
+    let listed: Vec<object_store::ObjectMeta> =
+        store.inner.list(Some(&prefix)).try_collect().await?;
+    let mut blobs: Vec<Path> = Vec::new();
+    let mut sidecars: Vec<Path> = Vec::new();
+    for meta in listed {
+        let name = meta.location.filename().unwrap_or_default().to_string();
+        if name.ends_with(INDEX_SUFFIX) {
+            sidecars.push(meta.location);
+        } else if name.ends_with(BLOB_SUFFIX) {
+            blobs.push(meta.location);
+        }
+    }
+    blobs.sort();
+    let already = blobs.len() == 1
+        && blobs[0]
+            .filename()
+            .is_some_and(|n| n.starts_with("compact-"))
+        && sidecars.len() == 1;
+    if blobs.is_empty() || already {
+        return Ok(Compacted::default());
+    }
+
+    // Read and merge.
+    let mut records: Vec<Record> = Vec::new();
+    let mut unparsed: Vec<Vec<u8>> = Vec::new();
+    for key in &blobs {
+        let compressed = get(&store.inner, key).await?;
+        let raw = tokio::task::spawn_blocking(move || gunzip(&compressed))
+            .await
+            .map_err(|e| CompactError::Corrupt {
+                key: key.to_string(),
+                error: e.to_string(),
+            })?
+            .map_err(|e| CompactError::Corrupt {
+                key: key.to_string(),
+                error: e.to_string(),
+            })?;
+        for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<Record>(line) {
+                Ok(r) => records.push(r),
+                Err(_) => unparsed.push(line.to_vec()),
+            }
+        }
+    }
+    let total = records.len() as u64;
+    records.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id)));
+    let mut seen: HashSet<String> = HashSet::with_capacity(records.len());
+    records.retain(|r| seen.insert(r.id.clone()));
+    drop(seen);
+    let duplicates = total - records.len() as u64;
+    if !unparsed.is_empty() {
+        tracing::warn!(partition = %partition.prefix(), lines = unparsed.len(), "lines that are not records kept as they are");
+    }
+
+    // Write the outputs, then remove the inputs.
+    let mut outputs = 0;
+    let mut ndjson: Vec<u8> = Vec::new();
+    let mut index = IndexBuilder::new(&partition.app);
+    let count = records.len();
+    for (i, record) in records.iter().enumerate() {
+        let before = ndjson.len();
+        let _ = serde_json::to_writer(&mut ndjson, record);
+        let len = ndjson.len() - before;
+        ndjson.push(b'\n');
+        index.push(record, len);
+        let last = i + 1 == count;
+        if ndjson.len() >= opts.max_blob_bytes || (last && unparsed.is_empty()) {
+            let (nd, ix) = (
+                std::mem::take(&mut ndjson),
+                std::mem::replace(&mut index, IndexBuilder::new(&partition.app)),
+            );
+            write_output(store, partition, opts, nd, ix, health, metrics, stop).await?;
+            outputs += 1;
+        }
+    }
+    if !unparsed.is_empty() {
+        for line in &unparsed {
+            ndjson.extend_from_slice(line);
+            ndjson.push(b'\n');
+        }
+        write_output(store, partition, opts, ndjson, index, health, metrics, stop).await?;
+        outputs += 1;
+    }
+    for key in blobs.iter().chain(sidecars.iter()) {
+        match store.inner.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(Compacted {
+        inputs: blobs.len(),
+        outputs,
+        records: count as u64,
+        duplicates,
+        unparsed: unparsed.len() as u64,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_output(
+    store: &Store,
+    partition: &Partition,
+    opts: &CompactOptions,
+    ndjson: Vec<u8>,
+    index: IndexBuilder,
+    health: &StoreHealth,
+    metrics: &FiltererMetrics,
+    stop: &AtomicBool,
+) -> Result<(), CompactError> {
+    let written = write_blob(
+        store,
+        partition,
+        BlobKind::Compact,
+        &opts.writer,
+        ndjson,
+        index,
+        true,
+        opts.gzip_level,
+        health,
+        metrics,
+        stop,
+    )
+    .await
+    .ok_or(CompactError::Stopped)?;
+    metrics.blob("compact", written.raw_bytes, written.compressed_bytes);
+    Ok(())
+}
+
+/// Looks for dirty, closed partitions every `interval` and compacts those it
+/// can claim, until `stop`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    store: Store,
+    dirty: Kv,
+    claims: Kv,
+    opts: CompactOptions,
+    interval: Duration,
+    health: Arc<StoreHealth>,
+    metrics: FiltererMetrics,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(err) = pass(&store, &dirty, &claims, &opts, &health, &metrics, &stop).await {
+            tracing::warn!(error = %err, "compaction pass failed, trying again later");
+        }
+        let until = Instant::now() + interval;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One pass over the dirty partitions.
+pub async fn pass(
+    store: &Store,
+    dirty: &Kv,
+    claims: &Kv,
+    opts: &CompactOptions,
+    health: &StoreHealth,
+    metrics: &FiltererMetrics,
+    stop: &AtomicBool,
+) -> Result<usize, String> {
+    let keys: Vec<String> = dirty
+        .keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut done = 0;
+    for key in keys {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Some(partition) = Partition::from_kv_key(&key) else {
+            continue;
+        };
+        if partition.end_ns().saturating_add(opts.grace_ns) > now_nanos() {
+            continue;
+        }
+        let Ok(Some(entry)) = dirty.entry(key.clone()).await else {
+            continue;
+        };
+        if entry.value.as_ref() == CLEAN {
+            continue;
+        }
+        // The claim: only one compactor per partition at a time.
+        if claims
+            .create(&key, opts.writer.clone().into())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let started = Instant::now();
+        let result = compact_partition(store, &partition, opts, health, metrics, stop).await;
+        match result {
+            Ok(c) => {
+                metrics.compactions.inc();
+                metrics
+                    .compaction_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.compaction_inputs_removed.inc_by(c.inputs as u64);
+                metrics.compaction_duplicates.inc_by(c.duplicates);
+                tracing::info!(partition = %partition.prefix(), inputs = c.inputs, outputs = c.outputs, records = c.records, duplicates = c.duplicates, "partition compacted");
+                // Fails when a blob was written since: compacted again later.
+                let _ = dirty.update(&key, CLEAN.into(), entry.revision).await;
+                done += 1;
+            }
+            Err(err) => {
+                tracing::warn!(partition = %partition.prefix(), error = %err, "compaction failed, will retry");
+            }
+        }
+        let _ = claims.delete(&key).await;
+    }
+    Ok(done)
+}

@@ -1,0 +1,6 @@
+//! The filterer: stream → per-app blobs in object storage, and compaction.
+
+pub mod blobs;
+pub mod compact;
+pub mod metrics;
+pub mod router;
