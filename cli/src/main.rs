@@ -46,6 +46,13 @@ enum Cmd {
         #[arg(long, default_value_t = 4222)]
         nats_port: u16,
     },
+    /// Run the filterer: the stream into per-app blobs in object storage,
+    /// and compaction.
+    Filterer {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a configuration file and exit (exit code 2 when invalid).
     Check {
         /// Configuration file.
@@ -58,6 +65,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Check { config } => check(&config),
+        Cmd::Filterer { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            sluice_core::telemetry::init();
+            run_role(async move {
+                sluice_filterer::run(config, sluice_core::shutdown::signal())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
         Cmd::Up {
             config,
             data_dir,
@@ -76,20 +95,49 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
-    };
+/// Loads and checks a configuration file; exit code 2 when it is wrong.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    let config = Config::load(path).map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::from(2)
+    })?;
     if let Err(err) = sluice_agent::validate(&config) {
         eprintln!("error: {}: {err}", path.display());
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
-    println!("{}: ok", path.display());
-    ExitCode::SUCCESS
+    Ok(config)
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Runs one role on a multi-threaded runtime.
+fn run_role(role: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(role) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "stopped with an error");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A `nats-server` child, stopped by PID when dropped.
@@ -192,6 +240,11 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
     if config_path.is_none() {
         config.agent.data_dir = data_dir.join("agent");
     }
+    // A first run keeps its blobs under the data directory unless the file
+    // names another store.
+    if config.store.url == sluice_core::config::DEFAULT_STORE_URL {
+        config.store.url = format!("file://{}", data_dir.join("blobs").display());
+    }
     if config.agent.files.is_empty() {
         config.agent.files = default_sources();
     }
@@ -209,6 +262,11 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         "  agent spool:   {}",
         config.agent.data_dir.join("spool").display()
     );
+    println!("  blobs:         {}", config.store.url);
+    println!(
+        "  filterer:      http://{}/metrics",
+        config.filterer.admin.listen
+    );
     for f in &config.agent.files {
         println!("  tailing:       {} (app {})", f.include.join(", "), f.app);
     }
@@ -217,8 +275,41 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(
-        async move { sluice_agent::run(config, sluice_core::shutdown::signal()).await },
-    )?;
+    runtime.block_on(async move {
+        // One signal stops every role; a role that fails stops the others.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut agent = tokio::spawn(sluice_agent::run(config.clone(), stopped()));
+        let mut filterer = tokio::spawn(sluice_filterer::run(config, stopped()));
+        let mut first: Option<anyhow::Result<()>> = None;
+        tokio::select! {
+            _ = sluice_core::shutdown::signal() => {}
+            r = &mut agent => first = Some(flatten(r.map(|r| r.map_err(anyhow::Error::from)))),
+            r = &mut filterer => first = Some(flatten(r.map(|r| r.map_err(anyhow::Error::from)))),
+        }
+        let _ = stop_tx.send(true);
+        if let Some(result) = first {
+            // One role ended on its own; stop the other and report.
+            if !agent.is_finished() {
+                let _ = agent.await;
+            }
+            if !filterer.is_finished() {
+                let _ = filterer.await;
+            }
+            return result;
+        }
+        flatten(agent.await.map(|r| r.map_err(anyhow::Error::from)))?;
+        flatten(filterer.await.map(|r| r.map_err(anyhow::Error::from)))?;
+        anyhow::Ok(())
+    })?;
     Ok(())
+}
+
+fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.map_err(anyhow::Error::from)?
 }

@@ -18,12 +18,14 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     std::fs::create_dir_all(&logs).unwrap();
     let nats_port = free_port();
     let admin_port = free_port();
+    let filterer_port = free_port();
     let config = tmp.path().join("sluice.toml");
     std::fs::write(
         &config,
         format!(
             "[agent]\ndata_dir = \"{}\"\n[agent.admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
-             [agent.limits]\nnice = 0\n[[agent.files]]\ninclude = [\"{}/*.log\"]\napp = \"up\"\n",
+             [agent.limits]\nnice = 0\n[[agent.files]]\ninclude = [\"{}/*.log\"]\napp = \"up\"\n\
+             [filterer]\nflush_interval_secs = 1\n[filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n",
             tmp.path().join("agent").display(),
             logs.display()
         ),
@@ -75,6 +77,17 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
             .iter()
             .all(|r| r.app == "up" && r.service == "svc")
     );
+    // The filterer files them under the data directory.
+    let blobs = tmp.path().join("data/blobs/app=up");
+    wait_until(
+        Duration::from_secs(30),
+        "the filterer to file a blob",
+        || {
+            walk(&blobs)
+                .iter()
+                .any(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
+        },
+    );
 
     signal(child.id(), "TERM");
     let status = child.wait().unwrap();
@@ -101,4 +114,20 @@ fn check_reports_bad_files_with_exit_code_2() {
         err.contains("bad.toml") && err.contains("line 3") && err.contains("unknown"),
         "{err}"
     );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

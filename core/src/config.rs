@@ -530,8 +530,11 @@ pub struct StoreConfig {
     pub allow_http: bool,
 }
 
+/// The embedded default store.
+pub const DEFAULT_STORE_URL: &str = "file:///var/lib/sluice/blobs";
+
 fn default_store_url() -> String {
-    "file:///var/lib/sluice/blobs".into()
+    DEFAULT_STORE_URL.into()
 }
 
 impl Default for StoreConfig {

@@ -107,6 +107,49 @@ pub async fn ensure_stream(
         .map_err(|e| NatsError::Request(e.to_string()))
 }
 
+/// Opens a KV bucket, creating its stream when missing.
+///
+/// The stream is created directly with the KV layout (`KV_<bucket>`,
+/// subjects `$KV.<bucket>.>`, one message per subject per history entry,
+/// rollups allowed, deletes denied, direct gets) instead of through the
+/// client's bucket API, which first queries account limits in a form older
+/// servers (such as Debian's 2.9) do not answer.
+pub async fn ensure_kv(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, NatsError> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    let config = StreamConfig {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        num_replicas: replicas.max(1),
+        discard: DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(120).min(if max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            max_age
+        }),
+        ..Default::default()
+    };
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| NatsError::Request(format!("bucket {bucket}: {e}")))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| NatsError::Request(format!("bucket {bucket}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@
 //!   time). Compaction looks only at dirty, closed partitions.
 //! * One compactor per partition: a claim in the KV bucket
 //!   `sluice_compaction_claims` made with create (compare-and-set on "absent");
-//!   the bucket's max age releases the claim of a compactor that died.
+//!   a restarted instance takes over the claims of its earlier run, and the
+//!   bucket's max age releases those of an instance that never returns.
 //! * Order: outputs are stored (blob, then sidecar) before any input is
 //!   deleted, so a crash leaves duplicates — which readers drop by `id` and
 //!   the next compaction removes — never a gap.
@@ -45,8 +46,10 @@ pub const CLEAN: &[u8] = b"clean";
 /// Compaction settings.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
-    /// This instance's name (blob names, claims).
+    /// This instance's name (blob names).
     pub writer: String,
+    /// Who holds claims: `<instance>:<process start>`.
+    pub claimant: String,
     /// Raw bytes per output blob, at most.
     pub max_blob_bytes: usize,
     /// How long after its end an hour is compacted.
@@ -112,11 +115,11 @@ pub async fn compact_partition(
         }
     }
     blobs.sort();
-    let already = blobs.len() == 1
-        && blobs[0]
-            .filename()
-            .is_some_and(|n| n.starts_with("compact-"))
-        && sidecars.len() == 1;
+    // Only compaction outputs, each with its sidecar: nothing to do.
+    let already = blobs
+        .iter()
+        .all(|b| b.filename().is_some_and(|n| n.starts_with("compact-")))
+        && sidecars.len() == blobs.len();
     if blobs.is_empty() || already {
         return Ok(Compacted::default());
     }
@@ -251,6 +254,36 @@ pub async fn run(
     }
 }
 
+/// Claims `key` for `claimant` (`<instance>:<process start>`): creates the
+/// claim when absent, and takes over a claim left by an earlier run of the
+/// same instance (it died holding it). A claim of another live instance is
+/// respected; one of a dead instance expires with the bucket's max age.
+async fn claim(claims: &Kv, key: &str, claimant: &str) -> bool {
+    if claims
+        .create(key, claimant.to_string().into())
+        .await
+        .is_ok()
+    {
+        return true;
+    }
+    let Ok(Some(entry)) = claims.entry(key.to_string()).await else {
+        return false;
+    };
+    let held_by = String::from_utf8_lossy(&entry.value).to_string();
+    let instance = |c: &str| c.rsplit_once(':').map(|(i, _)| i.to_string());
+    if held_by != claimant
+        && instance(&held_by).is_some()
+        && instance(&held_by) == instance(claimant)
+    {
+        tracing::info!(partition = key, previous = %held_by, "taking over a compaction claim from an earlier run");
+        return claims
+            .update(key, claimant.to_string().into(), entry.revision)
+            .await
+            .is_ok();
+    }
+    false
+}
+
 /// One pass over the dirty partitions.
 pub async fn pass(
     store: &Store,
@@ -286,11 +319,7 @@ pub async fn pass(
             continue;
         }
         // The claim: only one compactor per partition at a time.
-        if claims
-            .create(&key, opts.writer.clone().into())
-            .await
-            .is_err()
-        {
+        if !claim(claims, &key, &opts.claimant).await {
             continue;
         }
         let started = Instant::now();

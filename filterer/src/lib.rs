@@ -1,6 +1,631 @@
-//! The filterer: stream → per-app blobs in object storage, and compaction.
+//! The filterer: files each app's logs from the `LOGS` stream into object
+//! storage as gzip NDJSON blobs with sidecar indexes, and compacts them.
+//!
+//! ```text
+//!  JetStream consumer "filterer" ─> router thread ─> flush tasks ─> object store
+//!        │  (messages held,           (decode, route,     (gzip off the runtime,
+//!        │   unacked)                  NDJSON + stats)      blob, then sidecar)
+//!        └──────────── ack tracker <── "stored" ───────────────┘
+//! ```
+//!
+//! * A message is acknowledged only when every buffer holding any of its
+//!   records has been stored (blob and sidecar confirmed by the store).
+//!   Until then it stays pending in JetStream; if this process dies it is
+//!   redelivered, and any records it stored twice are removed by compaction
+//!   (readers de-duplicate by `id` meanwhile).
+//! * Several filterers can share the durable consumer: JetStream hands each
+//!   message to one of them, and blob names never collide.
+//! * A payload that does not decode is published to `sluice.deadletter.filterer`
+//!   (stream `SLUICE_DEADLETTER`) with the reason in the `Sluice-Reason`
+//!   header, then acknowledged: it never blocks the stream.
+//! * Compaction ([`compact`]) runs in every instance, coordinated through
+//!   JetStream KV claims.
 
 pub mod blobs;
 pub mod compact;
 pub mod metrics;
 pub mod router;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+use prometheus_client::registry::Registry;
+use sluice_core::codec::decode_batch;
+use sluice_core::config::{Config, host_name};
+use sluice_core::layout::{BlobKind, Partition};
+use sluice_core::record::now_nanos;
+use sluice_core::store::Store;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::blobs::{StoreHealth, write_blob};
+use crate::compact::CompactOptions;
+use crate::metrics::FiltererMetrics;
+use crate::router::{Buffer, Router, RouterConfig};
+
+/// Name of the durable consumer every filterer shares.
+pub const CONSUMER: &str = "filterer";
+/// Stream holding undecodable messages.
+pub const DEADLETTER_STREAM: &str = "SLUICE_DEADLETTER";
+/// Subject undecodable messages are published on.
+pub const DEADLETTER_SUBJECT: &str = "sluice.deadletter.filterer";
+/// KV bucket of partitions written since their last compaction.
+pub const DIRTY_BUCKET: &str = "sluice_partitions";
+/// KV bucket of compaction claims.
+pub const CLAIMS_BUCKET: &str = "sluice_compaction_claims";
+
+/// Why the filterer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FiltererError {
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] sluice_core::store::StoreError),
+    /// NATS refused to set up the stream, consumer or buckets.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The admin endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What the ack tracker hears about.
+enum Event {
+    /// A message arrived (registered before its payload is routed).
+    Received(u64, Box<jetstream::Message>),
+    /// The message's records went into this many buffers.
+    Routed(u64, u32),
+    /// These messages each had records in a buffer that is now stored.
+    Stored(Vec<u64>),
+    /// The message did not decode.
+    DeadLetter(u64, String),
+}
+
+/// This instance's name: configured, else the host name, made a valid name.
+pub fn instance_id(config: &Config) -> String {
+    let id = config.filterer.id.clone().unwrap_or_else(host_name);
+    sluice_core::names::normalize(&id).into_owned()
+}
+
+/// Runs the filterer until `shutdown` completes, then stops pulling,
+/// stores what it holds and acknowledges it.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), FiltererError> {
+    let fcfg = config.filterer.clone();
+    if fcfg.max_blob_bytes < 1024 || fcfg.flush_interval_secs == 0 {
+        return Err(FiltererError::Config(
+            "[filterer] max_blob_bytes must be at least 1024 and flush_interval_secs at least 1"
+                .into(),
+        ));
+    }
+    let id = instance_id(&config);
+    let store = sluice_core::store::open(&config.store)?;
+    let mut registry = Registry::default();
+    let metrics = FiltererMetrics::register(&mut registry);
+    let health = Arc::new(StoreHealth::default());
+    health.last_ok_ns.store(now_nanos(), Ordering::Relaxed);
+
+    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-filterer {id}"))
+        .await
+        .map_err(|e| FiltererError::Nats(e.to_string()))?;
+    let js = jetstream::new(client.clone());
+    let flush_interval = Duration::from_secs(fcfg.flush_interval_secs);
+    // Set up the stream, consumer and buckets, waiting for NATS if needed.
+    let (consumer, dirty, claims) = loop {
+        match setup(&js, &config, flush_interval).await {
+            Ok(parts) => break parts,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot set up the stream and consumer yet, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_tx, events_rx) = unbounded_channel::<Event>();
+    let (route_tx, route_rx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(256);
+    let (flush_tx, flush_rx) = unbounded_channel::<Buffer>();
+
+    // Router thread.
+    let router_cfg = RouterConfig {
+        max_blob_bytes: fcfg.max_blob_bytes,
+        flush_interval_ns: i64::try_from(flush_interval.as_nanos()).unwrap_or(i64::MAX),
+        max_buffer_bytes: fcfg.max_buffer_bytes,
+        future_tolerance_ns: i64::try_from(fcfg.future_tolerance_secs)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000),
+    };
+    let buffered = Arc::new(AtomicI64::new(0));
+    let router_thread = {
+        let events = events_tx.clone();
+        let metrics = metrics.clone();
+        let buffered = buffered.clone();
+        std::thread::Builder::new()
+            .name("sluice-router".into())
+            .spawn(move || {
+                route_loop(
+                    Router::new(router_cfg),
+                    route_rx,
+                    events,
+                    flush_tx,
+                    metrics,
+                    buffered,
+                )
+            })
+            .map_err(|e| FiltererError::Config(format!("cannot start a thread: {e}")))?
+    };
+
+    // Flushers: compression in parallel across partitions, bounded.
+    let flusher = tokio::spawn(flush_loop(
+        flush_rx,
+        store.clone(),
+        id.clone(),
+        fcfg.gzip_level,
+        dirty.clone(),
+        events_tx.clone(),
+        health.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+
+    // Ack tracker.
+    let tracker = tokio::spawn(track(
+        events_rx,
+        js.clone(),
+        metrics.clone(),
+        ack_wait(flush_interval) / 3,
+    ));
+
+    // Compaction.
+    let compactor = if fcfg.compaction {
+        Some(tokio::spawn(compact::run(
+            store.clone(),
+            dirty.clone(),
+            claims,
+            CompactOptions {
+                writer: id.clone(),
+                claimant: format!("{id}:{}", now_nanos()),
+                max_blob_bytes: fcfg.max_blob_bytes,
+                grace_ns: i64::try_from(fcfg.compaction_grace_secs)
+                    .unwrap_or(i64::MAX / 1_000_000_000)
+                    .saturating_mul(1_000_000_000),
+                gzip_level: fcfg.gzip_level,
+            },
+            Duration::from_secs(fcfg.compaction_interval_secs.max(1)),
+            health.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )))
+    } else {
+        None
+    };
+
+    // Admin endpoint.
+    let listener = tokio::net::TcpListener::bind(fcfg.admin.listen)
+        .await
+        .map_err(|source| FiltererError::Listen {
+            addr: fcfg.admin.listen,
+            source,
+        })?;
+    let (admin_stop_tx, mut admin_stop_rx) = tokio::sync::watch::channel(false);
+    let admin = {
+        let health = health.clone();
+        let check: sluice_core::admin::HealthCheck = Arc::new(move || health.check());
+        tokio::spawn(sluice_core::admin::serve(
+            listener,
+            Arc::new(registry),
+            check,
+            async move {
+                let _ = admin_stop_rx.changed().await;
+            },
+        ))
+    };
+    tracing::info!(instance = %id, store = %store.url, admin = %fcfg.admin.listen, "filterer running");
+
+    // Pull until shutdown.
+    let sampler = {
+        let consumer = consumer.clone();
+        let metrics = metrics.clone();
+        let stop = stop.clone();
+        let buffered = buffered.clone();
+        tokio::spawn(async move {
+            let mut consumer = consumer;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(info) = consumer.info().await {
+                    metrics.consumer_pending.set(info.num_pending as i64);
+                    metrics
+                        .consumer_ack_pending
+                        .set(info.num_ack_pending as i64);
+                }
+                metrics.buffered_bytes.set(buffered.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    pull_loop(consumer, route_tx, events_tx, &metrics, shutdown).await;
+
+    tracing::info!("shutting down: storing what is buffered");
+    // The router drains its buffers when its input closes (route_tx dropped
+    // in pull_loop), the flusher then stores them, the tracker acks.
+    let _ = tokio::task::spawn_blocking(move || router_thread.join()).await;
+    let _ = flusher.await;
+    let _ = tracker.await;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(c) = compactor {
+        let _ = c.await;
+    }
+    let _ = sampler.await;
+    let _ = admin_stop_tx.send(true);
+    let _ = admin.await;
+    tracing::info!("filterer stopped");
+    Ok(())
+}
+
+async fn setup(
+    js: &jetstream::Context,
+    config: &Config,
+    flush_interval: Duration,
+) -> Result<
+    (
+        jetstream::consumer::Consumer<pull::Config>,
+        kv::Store,
+        kv::Store,
+    ),
+    String,
+> {
+    sluice_core::nats::ensure_stream(js, &config.nats)
+        .await
+        .map_err(|e| format!("stream {}: {e}", config.nats.stream))?;
+    js.create_or_update_stream(jetstream::stream::Config {
+        name: DEADLETTER_STREAM.into(),
+        subjects: vec!["sluice.deadletter.>".into()],
+        max_age: Duration::from_secs(config.nats.max_age_secs),
+        num_replicas: config.nats.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("stream {DEADLETTER_STREAM}: {e}"))?;
+    let stream = js
+        .get_stream(&config.nats.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Messages are held unacked until their buffer is stored. The ack wait
+    // stays short, so the messages a crashed filterer held are redelivered
+    // soon; live holders extend it with progress acks (see `track`).
+    let ack_wait = ack_wait(flush_interval);
+    let consumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            pull::Config {
+                durable_name: Some(CONSUMER.into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: 100_000,
+                filter_subject: format!("{}.>", sluice_core::codec::SUBJECT_PREFIX),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {CONSUMER}: {e}"))?;
+    let dirty =
+        sluice_core::nats::ensure_kv(js, DIRTY_BUCKET, Duration::ZERO, config.nats.replicas)
+            .await
+            .map_err(|e| e.to_string())?;
+    // A claim of a compactor that died expires.
+    let claims = sluice_core::nats::ensure_kv(
+        js,
+        CLAIMS_BUCKET,
+        Duration::from_secs(600),
+        config.nats.replicas,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((consumer, dirty, claims))
+}
+
+/// The consumer's ack wait for a flush interval.
+fn ack_wait(flush_interval: Duration) -> Duration {
+    flush_interval + Duration::from_secs(30)
+}
+
+async fn pull_loop(
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    route_tx: SyncSender<(u64, Bytes)>,
+    events: UnboundedSender<Event>,
+    metrics: &FiltererMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut shutdown = Box::pin(shutdown);
+    let mut messages = loop {
+        match consumer.messages().await {
+            Ok(m) => break m,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot pull from the stream yet, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = &mut shutdown => return,
+                }
+            }
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            m = messages.next() => m,
+            _ = &mut shutdown => return,
+        };
+        let msg = match next {
+            Some(Ok(m)) => m,
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "pull interrupted, continuing");
+                continue;
+            }
+            None => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+            continue;
+        };
+        metrics.messages_in.inc();
+        let payload = msg.payload.clone();
+        if events.send(Event::Received(seq, Box::new(msg))).is_err() {
+            return;
+        }
+        // Wait for the router when it is behind: back-pressure to the stream.
+        let mut item = (seq, payload);
+        loop {
+            match route_tx.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    item = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+fn route_loop(
+    mut router: Router,
+    rx: Receiver<(u64, Bytes)>,
+    events: UnboundedSender<Event>,
+    flush: UnboundedSender<Buffer>,
+    metrics: FiltererMetrics,
+    buffered: Arc<AtomicI64>,
+) {
+    let mut ready = Vec::new();
+    let mut last_due = Instant::now();
+    loop {
+        let item = rx.recv_timeout(Duration::from_millis(200));
+        let now = now_nanos();
+        match item {
+            Ok((seq, payload)) => match decode_batch(&payload) {
+                Ok(records) => {
+                    metrics.records_in.inc_by(records.len() as u64);
+                    let routed = router.push(seq, records, now, &mut ready);
+                    metrics.invalid_apps.inc_by(routed.invalid_apps);
+                    metrics.future_records.inc_by(routed.future);
+                    let _ = events.send(Event::Routed(seq, routed.buffers));
+                }
+                Err(err) => {
+                    let _ = events.send(Event::DeadLetter(seq, err.to_string()));
+                }
+            },
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_due.elapsed() >= Duration::from_millis(200) {
+            ready.extend(router.due(now));
+            last_due = Instant::now();
+        }
+        for buffer in ready.drain(..) {
+            let _ = flush.send(buffer);
+        }
+        buffered.store(router.buffered_bytes() as i64, Ordering::Relaxed);
+    }
+    for buffer in router.drain() {
+        let _ = flush.send(buffer);
+    }
+    buffered.store(0, Ordering::Relaxed);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn flush_loop(
+    mut rx: UnboundedReceiver<Buffer>,
+    store: Store,
+    writer: String,
+    level: u32,
+    dirty: kv::Store,
+    events: UnboundedSender<Event>,
+    health: Arc<StoreHealth>,
+    metrics: FiltererMetrics,
+    stop: Arc<AtomicBool>,
+) {
+    let parallel = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    let slots = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(buffer) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (store, writer, dirty, events, health, metrics, stop) = (
+            store.clone(),
+            writer.clone(),
+            dirty.clone(),
+            events.clone(),
+            health.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            let started = Instant::now();
+            let Buffer {
+                partition,
+                ndjson,
+                index,
+                seqs,
+                ..
+            } = buffer;
+            let written = write_blob(
+                &store, &partition, BlobKind::Part, &writer, ndjson, index, false, level, &health,
+                &metrics, &stop,
+            )
+            .await;
+            let Some(written) = written else { return };
+            metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+            metrics.blob("part", written.raw_bytes, written.compressed_bytes);
+            tracing::debug!(object_key = %written.key, records = written.records, bytes = written.compressed_bytes, "blob stored");
+            mark_dirty(&dirty, &partition).await;
+            let _ = events.send(Event::Stored(seqs));
+        });
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn mark_dirty(dirty: &kv::Store, partition: &Partition) {
+    let value = Bytes::from(now_nanos().to_string());
+    for attempt in 0..5u32 {
+        match dirty.put(partition.kv_key(), value.clone()).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(partition = %partition.prefix(), error = %err, attempt, "cannot mark partition for compaction, retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+            }
+        }
+    }
+}
+
+struct Held {
+    msg: jetstream::Message,
+    remaining: i64,
+    routed: bool,
+}
+
+async fn track(
+    mut rx: UnboundedReceiver<Event>,
+    js: jetstream::Context,
+    metrics: FiltererMetrics,
+    progress_every: Duration,
+) {
+    let mut held: HashMap<u64, Held> = HashMap::new();
+    let mut progress = tokio::time::interval(progress_every.max(Duration::from_secs(1)));
+    loop {
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = progress.tick() => {
+                // Still working on these: keep JetStream from redelivering
+                // them to another filterer while they wait for the store.
+                for h in held.values() {
+                    let _ = h.msg.ack_with(AckKind::Progress).await;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        match event {
+            Event::Received(seq, msg) => {
+                // A redelivery while the first copy is held keeps the newer
+                // handle; the counts of both copies add up.
+                let msg = *msg;
+                match held.get_mut(&seq) {
+                    Some(entry) => entry.msg = msg,
+                    None => {
+                        held.insert(
+                            seq,
+                            Held {
+                                msg,
+                                remaining: 0,
+                                routed: false,
+                            },
+                        );
+                    }
+                }
+            }
+            Event::Routed(seq, buffers) => {
+                if let Some(h) = held.get_mut(&seq) {
+                    h.remaining += i64::from(buffers);
+                    h.routed = true;
+                }
+                finish_if_done(&mut held, seq, &metrics).await;
+            }
+            Event::Stored(seqs) => {
+                for seq in seqs {
+                    if let Some(h) = held.get_mut(&seq) {
+                        h.remaining -= 1;
+                    }
+                    finish_if_done(&mut held, seq, &metrics).await;
+                }
+            }
+            Event::DeadLetter(seq, reason) => {
+                if let Some(h) = held.remove(&seq) {
+                    dead_letter(&js, &h.msg, &reason).await;
+                    metrics.dead_letters.inc();
+                    tracing::warn!(subject = %h.msg.subject, seq, reason = %reason, "undecodable message set aside on the dead-letter subject");
+                    if let Err(err) = h.msg.ack().await {
+                        tracing::warn!(error = %err, seq, "cannot acknowledge a dead-lettered message");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn finish_if_done(held: &mut HashMap<u64, Held>, seq: u64, metrics: &FiltererMetrics) {
+    let done = held.get(&seq).is_some_and(|h| h.routed && h.remaining <= 0);
+    if !done {
+        return;
+    }
+    if let Some(h) = held.remove(&seq) {
+        match h.msg.ack_with(AckKind::Ack).await {
+            Ok(()) => {
+                metrics.messages_acked.inc();
+            }
+            // Redelivered later: its records are stored twice, and
+            // compaction removes the copy.
+            Err(err) => tracing::warn!(error = %err, seq, "cannot acknowledge a stored message"),
+        }
+    }
+}
+
+async fn dead_letter(js: &jetstream::Context, msg: &jetstream::Message, reason: &str) {
+    let mut headers = HeaderMap::new();
+    headers.insert("Sluice-Reason", reason);
+    headers.insert("Sluice-Subject", msg.subject.as_str());
+    for attempt in 0..10u32 {
+        match js
+            .publish_with_headers(DEADLETTER_SUBJECT, headers.clone(), msg.payload.clone())
+            .await
+        {
+            Ok(ack) => match ack.await {
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, attempt, "dead-letter publish not acknowledged")
+                }
+            },
+            Err(err) => tracing::warn!(error = %err, attempt, "dead-letter publish failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+    }
+}
