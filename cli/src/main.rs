@@ -42,8 +42,9 @@ enum Cmd {
         /// Where NATS data and the agent's spool live.
         #[arg(long, default_value = "./sluice-data")]
         data_dir: PathBuf,
-        /// Port of the local nats-server started when `[nats] url` is unset.
-        #[arg(long, default_value_t = 4222)]
+        /// Port of the local nats-server started when `[nats] url` is unset
+        /// (not 4222, so a system nats-server can keep that one).
+        #[arg(long, default_value_t = 4322)]
         nats_port: u16,
     },
     /// Run the filterer: the stream into per-app blobs in object storage,
