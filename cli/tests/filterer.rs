@@ -595,3 +595,51 @@ async fn undecodable_batches_go_to_the_dead_letter_stream() {
     assert!(reason.contains("not a valid sluice batch"), "{reason}");
     assert_eq!(f.terminate(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_record_for_a_compacted_hour_is_compacted_again() {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let js = jetstream(&nats).await;
+    let mut f = Filterer::new(tmp.path(), "l1", &nats, &s3, "");
+    f.start();
+    let first = records_for(&["shop"], 100);
+    publish(&js, &first).await;
+    let mut expected: HashMap<String, Record> =
+        first.iter().map(|r| (r.id.clone(), r.clone())).collect();
+    wait_compacted(&s3, &expected, Duration::from_secs(60), || f.log_text());
+    let late = record("shop", 999_999, hour_start(1) + 5);
+    publish(&js, std::slice::from_ref(&late)).await;
+    expected.insert(late.id.clone(), late);
+    wait_compacted(&s3, &expected, Duration::from_secs(60), || f.log_text());
+    assert_eq!(f.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_store_fails_health_and_acks_nothing() {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let js = jetstream(&nats).await;
+    let f = Filterer::new(tmp.path(), "p1", &nats, &s3, "");
+    // Wrong credentials: a permanent error.
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    let secret = s3.store_config(PREFIX).secret_access_key.unwrap();
+    std::fs::write(&f.config, text.replace(&secret, "not-the-secret")).unwrap();
+    let mut f = f;
+    f.start();
+    publish(&js, &records_for(&["shop"], 50)).await;
+    wait_until(
+        Duration::from_secs(30),
+        "/health to report the refusing store",
+        || {
+            let (status, body) = http_get(f.port, "/health");
+            status == 503 && body.contains("refuses")
+        },
+    );
+    assert!(f.metric("sluice_filterer_store_errors_total") >= 1.0);
+    assert_eq!(f.metric("sluice_filterer_messages_acked_total"), 0.0);
+    assert!(f.log_text().contains("object store refuses the write"));
+    assert_eq!(f.terminate(), Some(0));
+}

@@ -32,7 +32,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     )
     .unwrap();
     let out = tmp.path().join("up.out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["up", "--config"])
         .arg(&config)
         .arg("--data-dir")
@@ -43,6 +43,8 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
         .stderr(std::fs::File::create(tmp.path().join("up.err")).unwrap())
         .spawn()
         .unwrap();
+    // Stopped by PID even when an assertion fails first.
+    let mut child = KillOnDrop(child);
     wait_until(Duration::from_secs(30), "sluice up to serve", || {
         TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
     });
@@ -89,8 +91,8 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
         },
     );
 
-    signal(child.id(), "TERM");
-    let status = child.wait().unwrap();
+    signal(child.0.id(), "TERM");
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     // Its nats-server went with it.
     wait_until(Duration::from_secs(10), "nats-server to stop", || {
@@ -130,4 +132,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            signal(self.0.id(), "TERM");
+            let _ = self.0.wait();
+        }
+    }
 }

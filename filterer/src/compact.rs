@@ -258,7 +258,7 @@ pub async fn run(
 /// claim when absent, and takes over a claim left by an earlier run of the
 /// same instance (it died holding it). A claim of another live instance is
 /// respected; one of a dead instance expires with the bucket's max age.
-async fn claim(claims: &Kv, key: &str, claimant: &str) -> bool {
+pub async fn claim(claims: &Kv, key: &str, claimant: &str) -> bool {
     if claims
         .create(key, claimant.to_string().into())
         .await

@@ -49,6 +49,9 @@ use crate::compact::CompactOptions;
 use crate::metrics::FiltererMetrics;
 use crate::router::{Buffer, Router, RouterConfig};
 
+/// How long shutdown waits for buffered records to be stored.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Name of the durable consumer every filterer shares.
 pub const CONSUMER: &str = "filterer";
 /// Stream holding undecodable messages.
@@ -260,6 +263,25 @@ pub async fn run(
     pull_loop(consumer, route_tx, events_tx, &metrics, shutdown).await;
 
     tracing::info!("shutting down: storing what is buffered");
+    // Stored within the grace period, or left unacknowledged for the next
+    // run (JetStream redelivers it): a store that refuses writes is not
+    // waited for at all.
+    let grace = {
+        let stop = stop.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + SHUTDOWN_GRACE;
+            while !stop.load(Ordering::Relaxed) {
+                if Instant::now() >= deadline || health.check().is_err() {
+                    tracing::warn!(
+                        "giving up on unstored buffers; their messages will be redelivered"
+                    );
+                    stop.store(true, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     // The router drains its buffers when its input closes (route_tx dropped
     // in pull_loop), the flusher then stores them, the tracker acks.
     let _ = tokio::task::spawn_blocking(move || router_thread.join()).await;
@@ -270,6 +292,7 @@ pub async fn run(
         let _ = c.await;
     }
     let _ = sampler.await;
+    let _ = grace.await;
     let _ = admin_stop_tx.send(true);
     let _ = admin.await;
     tracing::info!("filterer stopped");
