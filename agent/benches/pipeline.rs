@@ -22,7 +22,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use sluice_core::codec::encode_batch;
 use sluice_core::config::NatsConfig;
-use sluice_core::testing::{NatsServer, free_port, signal, wait_until};
+use sluice_core::testing::{
+    NatsServer, free_port, http_get, metric_value, process_cpu_secs, process_peak_rss_mib, signal,
+    wait_until,
+};
 use sluice_core::{Level, Record};
 
 const LINE_BYTES: usize = 200;
@@ -32,50 +35,8 @@ fn line(file: usize, n: usize, ts: &str) -> String {
     format!("{head}{}", "x".repeat(LINE_BYTES - 1 - head.len()))
 }
 
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// (user + system) CPU seconds of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / clk_tck()
-}
-
-/// Peak resident set size in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 fn metric(port: u16, name: &str) -> f64 {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_value(&http_get(port, "/metrics").1, name)
 }
 
 struct Agent {
@@ -199,8 +160,8 @@ fn end_to_end(dir: &Path, nats: &NatsServer, lines: usize, raw_mb: f64) {
         || metric(agent.port, "sluice_agent_records_published_total") >= total,
     );
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_secs(agent.child.id());
-    let rss = peak_rss_mib(agent.child.id());
+    let cpu = process_cpu_secs(agent.child.id());
+    let rss = process_peak_rss_mib(agent.child.id());
     let gb = total * LINE_BYTES as f64 / 1e9;
     let mb_s = total * LINE_BYTES as f64 / secs / 1e6;
     println!(
@@ -269,12 +230,12 @@ async fn latency(dir: &Path, nats: &NatsServer) {
             .copied()
             .unwrap_or(f64::NAN)
     };
-    let rss = peak_rss_mib(agent.child.id());
+    let rss = process_peak_rss_mib(agent.child.id());
     // Idle: nothing written for a while, then five seconds of observation.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = cpu_secs(agent.child.id());
+    let before = process_cpu_secs(agent.child.id());
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = cpu_secs(agent.child.id()) - before;
+    let idle = process_cpu_secs(agent.child.id()) - before;
     println!(
         "(c) steady {rate} lines/s over {files} files for {secs} s: {} of {total} arrived, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; peak RSS {rss:.1} MiB; CPU while idle {idle:.3} s over 5 s",
         lat.len(),

@@ -85,7 +85,6 @@ struct Job {
     subject: String,
     msg_id: String,
     payload: Bytes,
-    records: u64,
     attempt: u32,
 }
 
@@ -200,7 +199,6 @@ pub async fn run(
                     subject: subject(&app, batch.level),
                     msg_id: msg_id(&opts.agent_id, seq, batch.level),
                     payload: Bytes::from(batch.payload),
-                    records: u64::from(batch.records),
                     attempt: 0,
                 };
                 in_flight.push(publish(js.clone(), job, Duration::ZERO));
@@ -254,7 +252,6 @@ pub async fn run(
                         metrics.publish_retries.inc();
                         let delay = backoff(job.attempt, opts.max_backoff);
                         job.attempt = job.attempt.saturating_add(1);
-                        let _ = job.records;
                         in_flight.push(publish(js.clone(), job, delay));
                     }
                 }

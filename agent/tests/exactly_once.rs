@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,10 +59,8 @@ async fn scenario(kills: usize) {
 
     // The killer: SIGKILL at random moments while lines are written and
     // shipped, restarting the agent each time.
-    let writing = Arc::new(AtomicBool::new(true));
     let killer = {
         let agent = agent.clone();
-        let writing = writing.clone();
         std::thread::spawn(move || {
             let mut rng = rand::rng();
             for _ in 0..kills {
@@ -73,7 +70,6 @@ async fn scenario(kills: usize) {
                 std::thread::sleep(Duration::from_millis(rng.random_range(0..200)));
                 a.start();
             }
-            let _ = writing;
         })
     };
 
@@ -133,7 +129,6 @@ async fn scenario(kills: usize) {
         }
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    writing.store(false, Ordering::Relaxed);
     killer.join().unwrap();
 
     let want = expected.len();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use sluice_core::record::now_nanos;
 use sluice_core::testing::{
-    NatsServer, S3Server, free_port, http_get, metric_value, signal, wait_until,
+    NatsServer, S3Server, free_port, http_get, metric_value, process_cpu_secs, signal, wait_until,
 };
 use sluice_core::{Level, Record};
 
@@ -84,26 +84,6 @@ fn records(n: usize) -> Vec<Record> {
             }
         })
         .collect()
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / clk_tck()
 }
 
 fn main() {
@@ -223,7 +203,7 @@ fn main() {
         || metric("sluice_filterer_messages_acked_total") >= messages as f64,
     );
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_secs(child.id());
+    let cpu = process_cpu_secs(child.id());
     let raw = metric("sluice_filterer_raw_written_bytes_total");
     let compressed = metric("sluice_filterer_compressed_written_bytes_total");
     let ratio = raw / compressed;

@@ -239,13 +239,11 @@ fn stored(s3: &S3Server) -> Stored {
 fn check_compacted(s3: &S3Server, expected: &HashMap<String, Record>) -> Result<(), String> {
     let st = stored(s3);
     let mut seen: HashSet<String> = HashSet::new();
-    let mut partitions: HashMap<Partition, usize> = HashMap::new();
     for (key, records) in &st.blobs {
         let (partition, name) = Partition::parse_key(key).ok_or(format!("bad key {key}"))?;
         if !name.starts_with("compact-") {
             return Err(format!("{key} is not compacted yet"));
         }
-        *partitions.entry(partition.clone()).or_default() += 1;
         let idx = st
             .sidecars
             .get(key)
@@ -307,7 +305,6 @@ fn check_compacted(s3: &S3Server, expected: &HashMap<String, Record>) -> Result<
             expected.len()
         ));
     }
-    let _ = partitions;
     Ok(())
 }
 

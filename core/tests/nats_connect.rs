@@ -145,3 +145,12 @@ async fn unreadable_creds_file_is_a_settings_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_url_list_reaches_the_server_that_is_up() {
+    let nats = NatsServer::start();
+    let dead = sluice_core::testing::free_port();
+    let mut cfg = nats.config();
+    cfg.url = Some(format!("nats://127.0.0.1:{dead}, {}", nats.url()));
+    assert!(stream_works(&cfg).await);
+}
