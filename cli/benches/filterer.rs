@@ -16,7 +16,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use sluice_core::record::now_nanos;
 use sluice_core::testing::{
     NatsServer, S3Server, free_port, http_get, metric_value, process_cpu_secs, signal, wait_until,
@@ -136,34 +135,7 @@ fn main() {
         sluice_core::nats::ensure_stream(&js, &nats.config())
             .await
             .unwrap();
-        let mut groups: std::collections::BTreeMap<(String, Level), Vec<Record>> =
-            Default::default();
-        for r in &recs {
-            groups
-                .entry((r.app.clone(), r.level))
-                .or_default()
-                .push(r.clone());
-        }
-        let mut acks = futures::stream::FuturesUnordered::new();
-        let mut count = 0u64;
-        for ((app, level), rs) in groups {
-            for chunk in rs.chunks(300) {
-                let payload = sluice_core::codec::encode_batch(chunk);
-                let ack = js
-                    .publish(sluice_core::codec::subject(&app, level), payload.into())
-                    .await
-                    .unwrap();
-                acks.push(async move { ack.await });
-                count += 1;
-                if acks.len() >= 128 {
-                    acks.next().await.unwrap().unwrap();
-                }
-            }
-        }
-        while let Some(a) = acks.next().await {
-            a.unwrap();
-        }
-        count
+        sluice_core::testing::publish_records(&js, &recs, 300).await
     });
     drop(recs);
 

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use rand::Rng;
 use sluice_core::index::BlobIndex;
 use sluice_core::layout::Partition;
@@ -135,33 +134,9 @@ fn record(app: &str, n: usize, ts: i64) -> Record {
     }
 }
 
-/// Publishes records straight to `LOGS`, in batches of one app and level,
-/// as an agent would.
+/// Publishes records straight to `LOGS`, as an agent would.
 async fn publish(js: &jetstream::Context, records: &[Record]) {
-    let mut groups: BTreeMap<(String, Level), Vec<Record>> = BTreeMap::new();
-    for r in records {
-        groups
-            .entry((r.app.clone(), r.level))
-            .or_default()
-            .push(r.clone());
-    }
-    let mut acks = futures::stream::FuturesUnordered::new();
-    for ((app, level), rs) in groups {
-        for chunk in rs.chunks(500) {
-            let payload = sluice_core::codec::encode_batch(chunk);
-            let ack = js
-                .publish(sluice_core::codec::subject(&app, level), payload.into())
-                .await
-                .unwrap();
-            acks.push(async move { ack.await });
-            if acks.len() >= 64 {
-                acks.next().await.unwrap().unwrap();
-            }
-        }
-    }
-    while let Some(a) = acks.next().await {
-        a.unwrap();
-    }
+    sluice_core::testing::publish_records(js, records, 500).await;
 }
 
 async fn jetstream(nats: &NatsServer) -> jetstream::Context {

@@ -4,6 +4,7 @@
 //! A missing server binary fails the test with a message saying how to
 //! install it; tests are never skipped.
 
+use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -548,4 +549,42 @@ impl Drop for S3Server {
             let _ = child.wait();
         }
     }
+}
+
+/// Publishes records straight to the `LOGS` stream as an agent would: in
+/// batches of one app and level, at most `per_message` records each, with a
+/// window of acks in flight. Returns the number of messages.
+pub async fn publish_records(
+    js: &jetstream::Context,
+    records: &[Record],
+    per_message: usize,
+) -> u64 {
+    let mut groups: std::collections::BTreeMap<(String, crate::Level), Vec<Record>> =
+        Default::default();
+    for r in records {
+        groups
+            .entry((r.app.clone(), r.level))
+            .or_default()
+            .push(r.clone());
+    }
+    let mut acks = futures::stream::FuturesUnordered::new();
+    let mut messages = 0;
+    for ((app, level), rs) in groups {
+        for chunk in rs.chunks(per_message.max(1)) {
+            let payload = crate::codec::encode_batch(chunk);
+            let ack = js
+                .publish(crate::codec::subject(&app, level), payload.into())
+                .await
+                .expect("publish");
+            acks.push(ack.into_future());
+            messages += 1;
+            if acks.len() >= 128 {
+                acks.next().await.expect("an ack").expect("stored");
+            }
+        }
+    }
+    while let Some(ack) = acks.next().await {
+        ack.expect("stored");
+    }
+    messages
 }
