@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{AgentProcess, Collector, append, assert_exactly_once, line, write_config};
+use common::{
+    AgentProcess, Collector, append, assert_exactly_once, line, wait_for_records, write_config,
+};
 use sluice_agent::entry::Entry;
 use sluice_agent::spool::{Spool, SpoolOptions};
 use sluice_core::testing::{NatsServer, wait_until};
@@ -79,15 +81,7 @@ async fn nats_outage_loses_nothing_and_health_reports_the_stall() {
     write_for(Duration::from_secs(1), &mut expected);
 
     let want = expected.len();
-    let done = collector
-        .until(Duration::from_secs(90), |r| r.len() >= want)
-        .await;
-    assert!(
-        done,
-        "{} of {want} arrived\n{}",
-        collector.records.len(),
-        agent.log_text()
-    );
+    wait_for_records(&mut collector, want, Duration::from_secs(90), &agent).await;
     wait_until(Duration::from_secs(30), "/health to recover", || {
         agent.get("/health").0 == 200
     });
@@ -138,15 +132,7 @@ async fn full_spool_pauses_tailing_and_loses_nothing() {
     nats.start_again();
     let mut collector = Collector::new(&nats.url()).await;
     let want = expected.len();
-    let done = collector
-        .until(Duration::from_secs(120), |r| r.len() >= want)
-        .await;
-    assert!(
-        done,
-        "{} of {want} arrived\n{}",
-        collector.records.len(),
-        agent.log_text()
-    );
+    wait_for_records(&mut collector, want, Duration::from_secs(120), &agent).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     collector.poll().await;
     assert_exactly_once(&collector.records, &expected);
@@ -246,15 +232,7 @@ async fn damaged_spool_ships_every_intact_record() {
     agent.start();
     let mut collector = Collector::new(&nats.url()).await;
     let want = intact.len();
-    let done = collector
-        .until(Duration::from_secs(60), |r| r.len() >= want)
-        .await;
-    assert!(
-        done,
-        "{} of {want} arrived\n{}",
-        collector.records.len(),
-        agent.log_text()
-    );
+    wait_for_records(&mut collector, want, Duration::from_secs(60), &agent).await;
     assert!(agent.metric("sluice_agent_spool_corrupt_frames_total") >= 1.0);
     assert!(agent.metric("sluice_agent_spool_torn_bytes_total") > 0.0);
     // And it keeps running: new lines still arrive.
@@ -403,15 +381,7 @@ async fn unreadable_file_is_counted_and_retried_and_priority_is_lowered() {
     let mut all = open.clone();
     all.extend(locked);
     let want = all.len();
-    let done = collector
-        .until(Duration::from_secs(30), |r| r.len() >= want)
-        .await;
-    assert!(
-        done,
-        "{} of {want} arrived\n{}",
-        collector.records.len(),
-        agent.log_text()
-    );
+    wait_for_records(&mut collector, want, Duration::from_secs(30), &agent).await;
     assert_exactly_once(&collector.records, &all);
     assert_eq!(agent.terminate(), Some(0));
 }

@@ -211,3 +211,19 @@ pub fn append(path: &Path, text: &[u8]) {
         .unwrap();
     f.write_all(text).unwrap();
 }
+
+/// Waits until `want` records arrived; fails with the agent's log if not.
+pub async fn wait_for_records(
+    collector: &mut Collector,
+    want: usize,
+    timeout: Duration,
+    agent: &AgentProcess,
+) {
+    let done = collector.until(timeout, |r| r.len() >= want).await;
+    assert!(
+        done,
+        "{} of {want} arrived\n{}",
+        collector.records.len(),
+        agent.log_text()
+    );
+}
