@@ -2,9 +2,14 @@
 //! publishes the spool to NATS JetStream.
 //!
 //! ```text
-//!  files ─> tailer thread ─(bounded channel)─> writer thread ─> spool ─> publisher task ─> JetStream
-//!            positions ride inside spool entries        acks free spool space <─┘
+//!  files ─> tailer thread ──┐
+//!  syslog ─> listener tasks ├(bounded channel)─> writer thread ─> spool ─> publisher task ─> JetStream
+//!  HTTP ─> request handlers ┘  positions ride inside spool entries    acks free spool space <─┘
 //! ```
+//!
+//! The network sources ([`syslog`], [`http`]) are tasks on the same small
+//! runtime; they wait on the channel like the tailer does, and an HTTP
+//! request is answered only after the writer's fsync ([`source::Durable`]).
 //!
 //! The invariants (DESIGN.md, "Agent invariants") and where they are kept:
 //! 1. A file's durable read position is never ahead of the spool: positions
@@ -24,12 +29,16 @@
 //!    in-flight windows.
 
 pub mod entry;
+pub mod http;
 pub mod metrics;
 pub mod multiline;
+pub mod net;
 pub mod parse;
 pub mod priority;
 pub mod publisher;
+pub mod source;
 pub mod spool;
+pub mod syslog;
 pub mod tailer;
 pub mod writer;
 
@@ -76,7 +85,7 @@ pub enum AgentError {
 /// default 1 MiB `max_payload`, with room for the wire overhead.
 const MAX_BATCH_BYTES_LIMIT: usize = 256 * 1024;
 /// Longest line that can be configured, for the same reason.
-const MAX_LINE_BYTES_LIMIT: usize = 512 * 1024;
+pub(crate) const MAX_LINE_BYTES_LIMIT: usize = 512 * 1024;
 
 /// Smallest spool: a few of the largest possible entries must fit.
 const MIN_SPOOL_BYTES: u64 = 4 << 20;
@@ -112,6 +121,12 @@ pub fn validate(config: &Config) -> Result<(), AgentError> {
         }
         Source::new(f)
             .map_err(|e| AgentError::Config(format!("[[agent.files]] #{}: {e}", i + 1)))?;
+    }
+    if let Some(syslog) = &agent.syslog {
+        syslog::validate(syslog).map_err(|e| AgentError::Config(format!("[agent.syslog] {e}")))?;
+    }
+    if let Some(http) = &agent.http {
+        http::validate(http).map_err(|e| AgentError::Config(format!("[agent.http] {e}")))?;
     }
     if let Some(id) = &agent.id
         && (id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ':'))
@@ -209,7 +224,8 @@ pub async fn run(
     let stop_reading = Arc::new(AtomicBool::new(false));
     let stop_writer = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
-    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    let (tx, rx) = source::channel();
+    let net_tx = tx.clone();
     let tailer = Tailer::new(topts, positions.clone(), tx, metrics.clone());
     let tailer_stop = stop_reading.clone();
     let tailer_thread = std::thread::Builder::new()
@@ -275,6 +291,36 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    // Network sources. They stop first at shutdown, while the writer still
+    // runs, so every request answered was spooled.
+    let (net_stop_tx, net_stop) = watch::channel(false);
+    let mut net_tasks = Vec::new();
+    if let Some(syslog) = &agent.syslog {
+        net_tasks.extend(
+            syslog::start(
+                syslog,
+                net_tx.clone(),
+                spool.clone(),
+                metrics.clone(),
+                net_stop.clone(),
+            )
+            .await?,
+        );
+    }
+    if let Some(http) = &agent.http {
+        net_tasks.push(
+            http::start(
+                http,
+                net_tx.clone(),
+                spool.clone(),
+                metrics.clone(),
+                net_stop.clone(),
+            )
+            .await?,
+        );
+    }
+    drop(net_tx);
+
     // Admin endpoint.
     let listener = tokio::net::TcpListener::bind(agent.admin.listen)
         .await
@@ -332,6 +378,10 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down: no more reading, finishing spool writes");
+    let _ = net_stop_tx.send(true);
+    for task in net_tasks {
+        let _ = task.await;
+    }
     stop_reading.store(true, Ordering::Relaxed);
     // The writer drains what the tailer sent, then exits when the tailer's
     // side of the channel closes. If the spool is full it would wait forever.

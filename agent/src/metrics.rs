@@ -60,6 +60,28 @@ pub struct AgentMetrics {
     pub file_rotations: Family<Vec<(String, String)>, Counter>,
     /// Invalid names normalised.
     pub names_normalized: Counter,
+    /// Records received by a network source, by `source` (`syslog_udp`,
+    /// `syslog_tcp`, `syslog_tls`, `syslog_unix`, `http`).
+    pub received_records: Family<Vec<(String, String)>, Counter>,
+    /// Bytes received by a network source, by `source`.
+    pub received_bytes: Family<Vec<(String, String)>, Counter>,
+    /// Records kept but flagged, by `source` and `reason` (`malformed`,
+    /// `truncated`, `incomplete`, `lossy`).
+    pub received_flagged: Family<Vec<(String, String)>, Counter>,
+    /// Requests or datagrams refused, by `source` and `reason`.
+    pub rejected: Family<Vec<(String, String)>, Counter>,
+    /// HTTP responses, by `status`.
+    pub http_responses: Family<Vec<(String, String)>, Counter>,
+    /// Connections open now, by `source`.
+    pub connections_open: Family<Vec<(String, String)>, Gauge>,
+    /// Connections accepted, by `source`.
+    pub connections_accepted: Family<Vec<(String, String)>, Counter>,
+    /// Connections refused or closed by the agent, by `source` and `reason`
+    /// (`limit`, `idle`, `tls`).
+    pub connections_closed: Family<Vec<(String, String)>, Counter>,
+    /// Datagrams the kernel dropped on the syslog UDP socket since it was
+    /// opened (receive buffer overflow).
+    pub udp_kernel_drops: Gauge,
 }
 
 impl AgentMetrics {
@@ -192,6 +214,51 @@ impl AgentMetrics {
             "Invalid names normalised",
             m.names_normalized.clone(),
         );
+        r.register(
+            "sluice_agent_received_records",
+            "Records received by network sources, by source",
+            m.received_records.clone(),
+        );
+        r.register(
+            "sluice_agent_received_bytes",
+            "Bytes received by network sources, by source",
+            m.received_bytes.clone(),
+        );
+        r.register(
+            "sluice_agent_received_flagged",
+            "Received records kept but flagged, by source and reason",
+            m.received_flagged.clone(),
+        );
+        r.register(
+            "sluice_agent_rejected",
+            "Requests or datagrams refused, by source and reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "sluice_agent_http_responses",
+            "HTTP ingestion responses, by status",
+            m.http_responses.clone(),
+        );
+        r.register(
+            "sluice_agent_connections_open",
+            "Network source connections open, by source",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "sluice_agent_connections_accepted",
+            "Network source connections accepted, by source",
+            m.connections_accepted.clone(),
+        );
+        r.register(
+            "sluice_agent_connections_closed",
+            "Connections refused or closed by the agent, by source and reason",
+            m.connections_closed.clone(),
+        );
+        r.register(
+            "sluice_agent_udp_kernel_drops",
+            "Datagrams dropped by the kernel on the syslog UDP socket",
+            m.udp_kernel_drops.clone(),
+        );
         m
     }
 }
@@ -203,6 +270,14 @@ impl AgentMetrics {
             .get_or_create(&label("kind", kind))
             .inc();
     }
+}
+
+/// A two-label set for a metric family.
+pub fn labels2(k1: &str, v1: &str, k2: &str, v2: &str) -> Vec<(String, String)> {
+    vec![
+        (k1.to_string(), v1.to_string()),
+        (k2.to_string(), v2.to_string()),
+    ]
 }
 
 /// A one-label set for a metric family.

@@ -840,6 +840,11 @@ impl Spool {
         lock(&self.state).used
     }
 
+    /// Bytes that can still be appended before the spool is full.
+    pub fn free_bytes(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.used_bytes())
+    }
+
     /// Durable entries not yet acked.
     pub fn unacked(&self) -> u64 {
         lock(&self.state).unacked.len() as u64

@@ -39,7 +39,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
@@ -52,38 +52,12 @@ use crate::entry::{FINGERPRINT_BYTES, FileKey, FilePos, Positions, fingerprint};
 use crate::metrics::{AgentMetrics, label};
 use crate::multiline::{Event, Line, Merger, MultilineRule};
 use crate::parse::parse_line;
+use crate::source::ChunkSender;
 
 /// Deepest directory walk for `**` patterns.
 const MAX_WALK_DEPTH: usize = 16;
 
-/// Records from one read of one file, and the position they complete.
-#[derive(Debug)]
-pub struct Chunk {
-    /// The app of every record.
-    pub app: Arc<str>,
-    /// The service of every record.
-    pub service: Arc<str>,
-    /// The `source` of every record (`file:<path>`).
-    pub source: Arc<str>,
-    /// The file's read position after these records.
-    pub pos: FilePos,
-    /// The records; the spool writer adds ids and the shared fields.
-    pub records: Vec<LineRecord>,
-}
-
-/// What one line (or merged event) contributes to its record; the fields
-/// shared by a whole chunk live in the [`Chunk`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineRecord {
-    /// When the event happened (ns since the epoch).
-    pub ts: i64,
-    /// Severity.
-    pub level: sluice_core::Level,
-    /// The message.
-    pub msg: String,
-    /// Extracted fields, the source's fixed attributes and flags.
-    pub attrs: BTreeMap<String, String>,
-}
+pub use crate::source::{Chunk, LineRecord};
 
 /// A configured file source, compiled.
 #[derive(Debug, Clone)]
@@ -291,9 +265,12 @@ impl Tracked {
         Chunk {
             app: app.clone(),
             service: self.service.clone(),
+            host: None,
             source: self.label.clone(),
-            pos,
+            pos: Some(pos),
             records,
+            ids: Vec::new(),
+            durable: None,
         }
     }
 
@@ -316,7 +293,7 @@ pub struct Tailer {
     opts: TailerOptions,
     positions: Positions,
     files: HashMap<FileKey, Tracked>,
-    tx: SyncSender<Chunk>,
+    tx: ChunkSender,
     metrics: AgentMetrics,
     warned: HashSet<PathBuf>,
     limiter: Option<Limiter>,
@@ -338,7 +315,7 @@ impl Tailer {
     pub fn new(
         opts: TailerOptions,
         positions: Positions,
-        tx: SyncSender<Chunk>,
+        tx: ChunkSender,
         metrics: AgentMetrics,
     ) -> Tailer {
         let limiter = opts.read_bytes_per_sec.and_then(|rate| {

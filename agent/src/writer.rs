@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use sluice_core::Level;
@@ -25,8 +24,8 @@ use sluice_core::record::now_nanos;
 
 use crate::entry::{Entry, FilePos, LevelBatch, Positions};
 use crate::metrics::{AgentMetrics, label};
+use crate::source::{Chunk, ChunkReceiver, LineRecord};
 use crate::spool::Spool;
-use crate::tailer::{Chunk, LineRecord};
 
 /// How often acknowledged segments are released while idle.
 const RELEASE_INTERVAL: Duration = Duration::from_millis(200);
@@ -42,7 +41,7 @@ pub struct WriterOptions {
     pub max_batch_records: usize,
     /// The spool's size cap; appends are split to fit under it.
     pub spool_max_bytes: u64,
-    /// The `host` of every record.
+    /// The `host` of records whose source names none.
     pub host: Arc<str>,
 }
 
@@ -65,11 +64,18 @@ pub struct EntryBuilder {
     opts: WriterOptions,
 }
 
+/// Where a record came from: its chunk's service, host and source.
+struct Origin {
+    service: Arc<str>,
+    host: Option<Arc<str>>,
+    source: Arc<str>,
+}
+
 /// An entry being filled: records bucketed by level, each pointing at the
-/// (service, source) of its chunk.
+/// [`Origin`] of its chunk and carrying the id its source chose, if any.
 struct Open {
-    by_level: [Vec<(u32, LineRecord)>; 6],
-    origins: Vec<(Arc<str>, Arc<str>)>,
+    by_level: [Vec<(u32, Option<ulid::Ulid>, LineRecord)>; 6],
+    origins: Vec<Origin>,
     positions: Vec<FilePos>,
     bytes: usize,
     records: usize,
@@ -116,13 +122,18 @@ impl EntryBuilder {
             let mut open = Open::new();
             for chunk in chunks {
                 let origin = open.origins.len() as u32;
-                open.origins.push((chunk.service, chunk.source));
+                open.origins.push(Origin {
+                    service: chunk.service,
+                    host: chunk.host,
+                    source: chunk.source,
+                });
+                let mut ids = chunk.ids.into_iter();
                 for record in chunk.records {
                     open.bytes += record_bytes(&record);
                     open.records += 1;
-                    open.by_level[record.level.index()].push((origin, record));
+                    open.by_level[record.level.index()].push((origin, ids.next(), record));
                 }
-                open.positions.push(chunk.pos);
+                open.positions.extend(chunk.pos);
                 if open.bytes >= self.opts.max_batch_bytes
                     || open.records >= self.opts.max_batch_records
                 {
@@ -130,7 +141,7 @@ impl EntryBuilder {
                     entries.push(self.finish(&app, full, now));
                 }
             }
-            if !open.positions.is_empty() {
+            if !open.positions.is_empty() || open.records > 0 {
                 entries.push(self.finish(&app, open, now));
             }
         }
@@ -145,19 +156,24 @@ impl EntryBuilder {
             if records.is_empty() {
                 continue;
             }
-            let size: usize = records.iter().map(|(_, r)| record_bytes(r) + 64).sum();
+            let size: usize = records.iter().map(|(_, _, r)| record_bytes(r) + 64).sum();
             let mut encoder = BatchEncoder::new(records.len(), size);
-            for (origin, r) in records {
+            for (origin, chosen, r) in records {
                 // The monotonic generator only fails after 2^80 ids in one
                 // millisecond; a random ULID is still unique then.
-                let ulid = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
-                let (service, source) = &open.origins[*origin as usize];
+                let ulid = chosen
+                    .unwrap_or_else(|| self.ids.generate().unwrap_or_else(|_| ulid::Ulid::new()));
+                let Origin {
+                    service,
+                    host,
+                    source,
+                } = &open.origins[*origin as usize];
                 encoder.push(&RecordRef {
                     id: ulid.array_to_str(&mut id),
                     ts: r.ts,
                     app,
                     service,
-                    host: &self.opts.host,
+                    host: host.as_deref().unwrap_or(&self.opts.host),
                     level: *level,
                     msg: &r.msg,
                     attrs: &r.attrs,
@@ -179,11 +195,11 @@ impl EntryBuilder {
     }
 }
 
-/// Runs the writer until the sources hang up or `shutdown` is set while it
-/// waits for space.
+/// Runs the writer until the sources hang up, or until `shutdown` is set
+/// while it waits for space or for chunks.
 pub fn run(
     spool: Arc<Spool>,
-    rx: Receiver<Chunk>,
+    rx: ChunkReceiver,
     mut positions: Positions,
     opts: WriterOptions,
     metrics: AgentMetrics,
@@ -201,24 +217,33 @@ pub fn run(
         }
         let first = match rx.recv_timeout(RELEASE_INTERVAL) {
             Ok(chunk) => chunk,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(flume::RecvTimeoutError::Timeout) if shutdown.load(Ordering::Relaxed) => break,
+            Err(flume::RecvTimeoutError::Timeout) => continue,
+            Err(flume::RecvTimeoutError::Disconnected) => break,
         };
-        // Group commit: gather what arrives within the interval.
+        // Group commit: gather what arrives within the interval. A sender
+        // waiting for its answer (HTTP) is not kept waiting for more: the
+        // group is committed as soon as nothing else is queued.
         let deadline = Instant::now() + opts.fsync_interval;
         let mut bytes = chunk_bytes(&first);
+        let mut waiter = first.durable.is_some();
         let mut chunks = vec![first];
         let cap = opts.max_batch_bytes.saturating_mul(16);
         while bytes < cap {
+            if waiter && rx.is_empty() {
+                break;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(chunk) => {
                     bytes += chunk_bytes(&chunk);
+                    waiter |= chunk.durable.is_some();
                     chunks.push(chunk);
                 }
                 Err(_) => break,
             }
         }
+        let signals: Vec<_> = chunks.iter_mut().filter_map(|c| c.durable.take()).collect();
         let entries = builder.build(chunks, now_nanos());
         // A group larger than a quarter of the spool is appended in parts,
         // each fitting, so a small spool only ever waits, never refuses.
@@ -264,6 +289,9 @@ pub fn run(
             part.clear();
             encoded.clear();
             part_bytes = 0;
+        }
+        for signal in signals {
+            signal.done();
         }
     }
     release(&spool, &positions, &mut released_floor, &metrics);
@@ -347,14 +375,17 @@ mod tests {
             app: Arc::from(app),
             service: Arc::from("s"),
             source: Arc::from("file:/x"),
-            pos: FilePos {
+            host: None,
+            pos: Some(FilePos {
                 key: FileKey { dev: 1, ino },
                 fp_len: 0,
                 fp_hash: 0,
                 offset,
                 path: "/x".into(),
                 gone: false,
-            },
+            }),
+            ids: Vec::new(),
+            durable: None,
             records: levels
                 .iter()
                 .map(|&level| LineRecord {

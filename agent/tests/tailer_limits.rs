@@ -2,9 +2,9 @@
 //! files are closed, idle files are closed and reopened when they grow, open
 //! files are bounded, and the read rate limit holds.
 
+use flume::Receiver;
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
@@ -36,7 +36,7 @@ fn tailer_from(
     .unwrap();
     let mut opts = TailerOptions::new(vec![source]);
     adjust(&mut opts);
-    let (tx, rx) = sync_channel(100_000);
+    let (tx, rx) = flume::bounded(100_000);
     let metrics = AgentMetrics::register(&mut Registry::default());
     let mut t = Tailer::new(opts, positions, tx, metrics);
     t.recover();
@@ -143,7 +143,7 @@ fn read_from_end_applies_to_files_present_at_the_first_start_only() {
     assert_eq!(chunks.iter().map(|c| c.records.len()).sum::<usize>(), 0);
     let mut positions = Positions::default();
     for c in &chunks {
-        positions.apply(std::slice::from_ref(&c.pos));
+        positions.apply(c.pos.as_slice());
     }
     assert_eq!(positions.len(), 1);
     write(&old, 2);
@@ -156,7 +156,7 @@ fn read_from_end_applies_to_files_present_at_the_first_start_only() {
     drop(t);
     // A restart is not a first start: it resumes from the durable positions.
     for c in &chunks {
-        positions.apply(std::slice::from_ref(&c.pos));
+        positions.apply(c.pos.as_slice());
     }
     write(&old, 1);
     let (mut t, rx) = tailer_from(dir.path(), ReadFrom::End, positions, |_| {});

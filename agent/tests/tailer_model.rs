@@ -7,9 +7,9 @@
 //! start) plus everything after must be exactly the lines written, each
 //! once, each file's lines in order.
 
+use flume::Receiver;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -96,7 +96,7 @@ impl Harness {
     }
 
     fn start(&mut self) {
-        let (tx, rx) = sync_channel(1_000_000);
+        let (tx, rx) = flume::bounded(1_000_000);
         let mut opts = TailerOptions::new(vec![source(self.dir.path())]);
         opts.rotate_wait = Duration::ZERO;
         let metrics = AgentMetrics::register(&mut Registry::default());
@@ -126,8 +126,7 @@ impl Harness {
 
     fn make_durable(&mut self, count: usize) {
         for chunk in self.pending.drain(..count) {
-            self.durable_positions
-                .apply(std::slice::from_ref(&chunk.pos));
+            self.durable_positions.apply(chunk.pos.as_slice());
             self.durable
                 .extend(chunk.records.into_iter().map(|r| r.msg));
         }

@@ -8,8 +8,9 @@
 //! `sluice up` is the first-run experience: when `[nats] url` is not set it
 //! starts a local `nats-server` with JetStream under the data directory, then
 //! runs the agent (with `/var/log/*.log` and `/var/log/syslog` when the file
-//! configures no sources) and every tier role in this process, and prints
-//! where to look. Ctrl-C or SIGTERM stops everything cleanly.
+//! configures no sources, and its syslog and HTTP endpoints on loopback
+//! unless the file sets them) and every tier role in this process, and
+//! prints where to look. Ctrl-C or SIGTERM stops everything cleanly.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sluice_core::config::{Config, FileSourceConfig, Name};
+use sluice_core::config::{Config, FileSourceConfig, HttpConfig, Name, SyslogConfig};
 
 #[derive(Parser)]
 #[command(
@@ -249,6 +250,12 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
     if config.agent.files.is_empty() {
         config.agent.files = default_sources();
     }
+    if config.agent.syslog.is_none() {
+        config.agent.syslog = Some(SyslogConfig::default());
+    }
+    if config.agent.http.is_none() {
+        config.agent.http = Some(HttpConfig::default());
+    }
     sluice_agent::validate(&config)?;
     let admin = config.agent.admin.listen;
     let nats_url = config.nats.url_or_default().to_string();
@@ -268,6 +275,19 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         "  filterer:      http://{}/metrics",
         config.filterer.admin.listen
     );
+    if let Some(s) = &config.agent.syslog {
+        for (kind, addr) in [("udp", s.udp), ("tcp", s.tcp), ("tls", s.tls)] {
+            if let Some(addr) = addr {
+                println!("  syslog:        {kind}://{addr} (app {})", s.app);
+            }
+        }
+        if let Some(path) = &s.unix {
+            println!("  syslog:        unix:{} (app {})", path.display(), s.app);
+        }
+    }
+    if let Some(h) = &config.agent.http {
+        println!("  http ingest:   POST http://{}/api/v1/logs", h.listen);
+    }
     for f in &config.agent.files {
         println!("  tailing:       {} (app {})", f.include.join(", "), f.app);
     }

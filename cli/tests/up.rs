@@ -1,6 +1,7 @@
 //! `sluice up` for real: it starts its own nats-server, runs the agent, and
 //! lines written to a tailed file arrive in `LOGS`; SIGTERM stops it all.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,12 +20,16 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     let nats_port = free_port();
     let admin_port = free_port();
     let filterer_port = free_port();
+    let syslog_port = free_port();
+    let http_port = free_port();
     let config = tmp.path().join("sluice.toml");
     std::fs::write(
         &config,
         format!(
             "[agent]\ndata_dir = \"{}\"\n[agent.admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
              [agent.limits]\nnice = 0\n[[agent.files]]\ninclude = [\"{}/*.log\"]\napp = \"up\"\n\
+             [agent.syslog]\nudp = \"127.0.0.1:{syslog_port}\"\ntcp = \"127.0.0.1:{syslog_port}\"\n\
+             [agent.http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [filterer]\nflush_interval_secs = 1\n[filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n",
             tmp.path().join("agent").display(),
             logs.display()
@@ -55,9 +60,58 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
         "{printed}"
     );
 
+    assert!(
+        printed.contains(&format!("tcp://127.0.0.1:{syslog_port}"))
+            && printed.contains(&format!("http://127.0.0.1:{http_port}/api/v1/logs")),
+        "{printed}"
+    );
+    // Both listeners feed the same stream.
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(
+            b"<11>1 - h1 udpsvc - - - over udp",
+            ("127.0.0.1", syslog_port),
+        )
+        .unwrap();
+    TcpStream::connect(("127.0.0.1", syslog_port))
+        .unwrap()
+        .write_all(b"<12>1 - h1 tcpsvc - - - over tcp\n")
+        .unwrap();
+    let body = br#"{"message":"over http","service":"websvc"}"#;
+    let mut http = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    write!(
+        http,
+        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    http.write_all(body).unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut collector = Collector::new(&format!("nats://127.0.0.1:{nats_port}")).await;
+    let ok = collector
+        .until(Duration::from_secs(30), |r| r.len() >= 3)
+        .await;
+    assert!(ok, "{:?}", collector.records);
+    let mut net: Vec<(&str, &str)> = collector
+        .records
+        .iter()
+        .map(|r| (r.service.as_str(), r.msg.as_str()))
+        .collect();
+    net.sort();
+    assert_eq!(
+        net,
+        [
+            ("tcpsvc", "over tcp"),
+            ("udpsvc", "over udp"),
+            ("websvc", "over http")
+        ]
+    );
+    collector.records.clear();
+
     let lines: Vec<String> = (0..500).map(|n| format!("ERROR up line {n}")).collect();
     std::fs::write(logs.join("svc.log"), lines.join("\n") + "\n").unwrap();
-    let mut collector = Collector::new(&format!("nats://127.0.0.1:{nats_port}")).await;
     let ok = collector
         .until(Duration::from_secs(30), |r| r.len() >= lines.len())
         .await;

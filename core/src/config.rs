@@ -8,7 +8,7 @@
 //!
 //! Secrets may stay out of the file: `[nats] password` and `token` fall back
 //! to the `SLUICE_NATS_PASSWORD` and `SLUICE_NATS_TOKEN` environment
-//! variables.
+//! variables, `[agent.http] token` to `SLUICE_HTTP_TOKEN`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +75,12 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.nats.apply_env();
         config.store.apply_env();
+        if let Some(syslog) = &mut config.agent.syslog {
+            syslog.apply_defaults();
+        }
+        if let Some(http) = &mut config.agent.http {
+            http.apply_env();
+        }
         Ok(config)
     }
 }
@@ -264,6 +270,14 @@ pub struct AgentConfig {
     /// The admin endpoint (`/metrics`, `/health`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The syslog endpoint (`[agent.syslog]`); off when the section is
+    /// absent.
+    #[serde(default)]
+    pub syslog: Option<SyslogConfig>,
+    /// The HTTP ingestion endpoint (`[agent.http]`); off when the section is
+    /// absent.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -281,6 +295,228 @@ impl Default for AgentConfig {
             publish: PublishConfig::default(),
             limits: LimitsConfig::default(),
             admin: AdminConfig::default(),
+            syslog: None,
+            http: None,
+        }
+    }
+}
+
+/// `[agent.syslog]`: a syslog endpoint for rsyslog, syslog-ng, `logger` and
+/// network devices. RFC 3164 and RFC 5424 are recognised per message; TCP
+/// and TLS accept octet-counted and newline-framed messages on the same
+/// connection (RFC 6587).
+///
+/// A section that names no listener (`udp`, `tcp`, `tls`, `unix`) listens
+/// on [`DEFAULT_SYSLOG_LISTEN`] over UDP and TCP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// UDP listener address.
+    #[serde(default)]
+    pub udp: Option<SocketAddr>,
+    /// TCP listener address.
+    #[serde(default)]
+    pub tcp: Option<SocketAddr>,
+    /// TLS listener address (RFC 5425); needs `tls_cert_file` and
+    /// `tls_key_file`.
+    #[serde(default)]
+    pub tls: Option<SocketAddr>,
+    /// PEM certificate chain of the TLS listener.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the TLS listener.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, TLS clients must present a
+    /// certificate signed by one of them.
+    #[serde(default)]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// A unix datagram socket to create (like `/dev/log`).
+    #[serde(default)]
+    pub unix: Option<PathBuf>,
+    /// The app of records arriving here.
+    #[serde(default = "default_syslog_app")]
+    pub app: Name,
+    /// Records whose APP-NAME (or RFC 3164 TAG) is a key here get that app
+    /// instead of `app`.
+    #[serde(default)]
+    pub app_map: BTreeMap<String, Name>,
+    /// The service of records that carry no APP-NAME or TAG.
+    #[serde(default = "default_syslog_service")]
+    pub service: Name,
+    /// Time zone of RFC 3164 timestamps, which carry none: `local`, `UTC`
+    /// or an offset such as `+02:00`.
+    #[serde(default = "default_syslog_timezone")]
+    pub timezone: String,
+    /// Longest message kept whole; longer ones are truncated and flagged.
+    #[serde(default = "default_syslog_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// TCP and TLS connections open at once, at most; more are refused.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A TCP or TLS connection that sends nothing for this long is closed.
+    #[serde(default = "default_syslog_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Kernel receive buffer requested for the UDP socket, bytes.
+    #[serde(default = "default_udp_recv_buffer_bytes")]
+    pub udp_recv_buffer_bytes: usize,
+}
+
+/// Where a `[agent.syslog]` section without listeners listens.
+pub const DEFAULT_SYSLOG_LISTEN: &str = "127.0.0.1:5514";
+
+fn default_syslog_app() -> Name {
+    Name("host".into())
+}
+fn default_syslog_service() -> Name {
+    Name("syslog".into())
+}
+fn default_syslog_timezone() -> String {
+    "local".into()
+}
+fn default_syslog_max_message_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_syslog_idle_timeout_secs() -> u64 {
+    600
+}
+fn default_udp_recv_buffer_bytes() -> usize {
+    8 << 20
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        let listen = DEFAULT_SYSLOG_LISTEN.parse().ok();
+        SyslogConfig {
+            udp: listen,
+            tcp: listen,
+            tls: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            unix: None,
+            app: default_syslog_app(),
+            app_map: BTreeMap::new(),
+            service: default_syslog_service(),
+            timezone: default_syslog_timezone(),
+            max_message_bytes: default_syslog_max_message_bytes(),
+            max_connections: default_max_connections(),
+            idle_timeout_secs: default_syslog_idle_timeout_secs(),
+            udp_recv_buffer_bytes: default_udp_recv_buffer_bytes(),
+        }
+    }
+}
+
+impl SyslogConfig {
+    /// Fills in the default listeners when none is named.
+    fn apply_defaults(&mut self) {
+        if self.udp.is_none() && self.tcp.is_none() && self.tls.is_none() && self.unix.is_none() {
+            let listen = DEFAULT_SYSLOG_LISTEN.parse().ok();
+            self.udp = listen;
+            self.tcp = listen;
+        }
+    }
+}
+
+/// `[agent.http]`: `POST /api/v1/logs`, answered only once the records are
+/// durable in the spool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listener address.
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+    /// The app of posted records that name none.
+    #[serde(default = "default_http_app")]
+    pub app: Name,
+    /// The service of posted records that name none.
+    #[serde(default = "default_http_service")]
+    pub service: Name,
+    /// When set, requests must carry `Authorization: Bearer <token>`.
+    /// Falls back to the `SLUICE_HTTP_TOKEN` environment variable.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Largest request body, before and after gzip decoding (413 above).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Records per request, at most (400 above).
+    #[serde(default = "default_max_records_per_request")]
+    pub max_records: usize,
+    /// Longest message kept whole; longer ones are truncated and flagged.
+    #[serde(default = "default_http_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Largest `metadata` (keys and values) of one record (400 above).
+    #[serde(default = "default_max_attrs_bytes")]
+    pub max_metadata_bytes: usize,
+    /// Body bytes being decoded and spooled at once, at most; requests
+    /// beyond it get 429 with `Retry-After`.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
+    /// Connections open at once, at most; more are refused.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, and for its body; an idle
+    /// keep-alive connection is closed after it too.
+    #[serde(default = "default_http_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// Where a `[agent.http]` section without `listen` listens.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9880";
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9880))
+}
+fn default_http_app() -> Name {
+    Name("default".into())
+}
+fn default_http_service() -> Name {
+    Name("http".into())
+}
+fn default_max_body_bytes() -> usize {
+    16 << 20
+}
+fn default_max_records_per_request() -> usize {
+    10_000
+}
+fn default_http_max_message_bytes() -> usize {
+    256 * 1024
+}
+fn default_max_attrs_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_in_flight_bytes() -> usize {
+    64 << 20
+}
+fn default_http_timeout_secs() -> u64 {
+    30
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+            app: default_http_app(),
+            service: default_http_service(),
+            token: None,
+            max_body_bytes: default_max_body_bytes(),
+            max_records: default_max_records_per_request(),
+            max_message_bytes: default_http_max_message_bytes(),
+            max_metadata_bytes: default_max_attrs_bytes(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
+            max_connections: default_max_connections(),
+            timeout_secs: default_http_timeout_secs(),
+        }
+    }
+}
+
+impl HttpConfig {
+    fn apply_env(&mut self) {
+        if self.token.is_none() {
+            self.token = std::env::var("SLUICE_HTTP_TOKEN").ok();
         }
     }
 }
@@ -721,5 +957,30 @@ listen = "127.0.0.1:9881"
         let c = Config::parse("").unwrap();
         assert_eq!(c.agent.spool.fsync_interval_ms, 10);
         assert!(c.agent.files.is_empty());
+        assert!(c.agent.syslog.is_none() && c.agent.http.is_none());
+    }
+
+    #[test]
+    fn listener_sections_enable_their_defaults() {
+        let c = Config::parse("[agent.syslog]\n[agent.http]\n").unwrap();
+        let syslog = c.agent.syslog.unwrap();
+        let listen: SocketAddr = DEFAULT_SYSLOG_LISTEN.parse().unwrap();
+        assert_eq!((syslog.udp, syslog.tcp), (Some(listen), Some(listen)));
+        assert_eq!(syslog.app.as_str(), "host");
+        let http = c.agent.http.unwrap();
+        assert_eq!(http.listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(http.app.as_str(), "default");
+
+        let c = Config::parse(
+            "[agent.syslog]\ntcp = \"127.0.0.1:601\"\napp = \"net\"\n[agent.syslog.app_map]\nnginx = \"web\"\n",
+        )
+        .unwrap();
+        let syslog = c.agent.syslog.unwrap();
+        assert_eq!(syslog.udp, None);
+        assert_eq!(syslog.tcp.unwrap().port(), 601);
+        assert_eq!(syslog.app_map["nginx"].as_str(), "web");
+
+        let err = Config::parse("[agent.syslog.app_map]\nnginx = \"Web!\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
     }
 }

@@ -25,7 +25,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Set when the line was longer than the configured maximum; the value is the
-/// original length in bytes.
+/// original length in bytes, or `true` where it is not known (a stream frame
+/// cut at the limit whose rest was skipped).
 pub const ATTR_TRUNCATED: &str = "sluice.truncated";
 /// Set (to `"true"`) when the line was not valid UTF-8 and was decoded lossily.
 pub const ATTR_LOSSY: &str = "sluice.lossy";

@@ -227,3 +227,112 @@ pub async fn wait_for_records(
         agent.log_text()
     );
 }
+
+/// An HTTP response as the tests see it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Reads one HTTP/1.1 response (with Content-Length) from `s`.
+pub fn read_answer(s: &mut TcpStream) -> Answer {
+    try_read_answer(s).expect("connection closed before a whole response")
+}
+
+/// Reads one HTTP/1.1 response, `None` when the connection ends first.
+pub fn try_read_answer(s: &mut TcpStream) -> Option<Answer> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    while raw.len() < head_end + len {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&raw[head_end..head_end + len]).to_string();
+    Some(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// POSTs `body` with the extra `headers` over a fresh connection.
+pub fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    try_http_post(port, path, headers, body).expect("no response")
+}
+
+/// POSTs like [`http_post`]; `None` when the server closed the connection
+/// without answering.
+pub fn try_http_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Answer> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    try_read_answer(&mut s)
+}
+
+/// The stream's records whose `attrs[key] == value`.
+pub fn with_attr<'a>(records: &'a [Record], key: &str, value: &str) -> Vec<&'a Record> {
+    records
+        .iter()
+        .filter(|r| r.attrs.get(key).map(String::as_str) == Some(value))
+        .collect()
+}
