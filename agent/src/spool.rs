@@ -840,6 +840,11 @@ impl Spool {
         lock(&self.state).used
     }
 
+    /// The size cap, `max_bytes`.
+    pub fn capacity(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Bytes that can still be appended before the spool is full.
     pub fn free_bytes(&self) -> u64 {
         self.max_bytes.saturating_sub(self.used_bytes())

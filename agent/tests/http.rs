@@ -460,6 +460,28 @@ async fn slow_and_flooding_clients_do_not_stop_a_good_one() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(start.elapsed() < Duration::from_secs(10));
+    // A keep-alive connection left idle after a request is closed too.
+    let mut keep = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = br#"{"message":"keep-alive"}"#;
+    write!(
+        keep,
+        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    keep.write_all(body).unwrap();
+    assert_eq!(read_answer(&mut keep).status, 200);
+    let idle = Instant::now();
+    keep.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let n = std::io::Read::read(&mut keep, &mut byte).unwrap_or(0);
+    assert_eq!(n, 0, "expected the server to close the idle connection");
+    assert!(
+        idle.elapsed() < Duration::from_secs(8),
+        "idle keep-alive connection held for {:?}",
+        idle.elapsed()
+    );
     slow_headers.join().unwrap();
     let metrics = agent.get("/metrics").1;
     assert!(metrics.contains("reason=\"limit\""), "{metrics}");

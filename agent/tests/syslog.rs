@@ -470,6 +470,70 @@ async fn slow_idle_and_flooding_clients_do_not_stop_a_good_one() {
     drop(flood);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_beyond_a_full_spool_are_dropped_and_counted() {
+    let mut nats = NatsServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (agent, ports) = start_agent(
+        tmp.path(),
+        &nats,
+        "[agent.spool]\nmax_bytes = 4194304\nsegment_bytes = 1048576\n",
+    );
+    // JetStream is away: the spool fills and stays full.
+    nats.stop();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 40_000;
+    for i in 0..sent {
+        let m = format!("<13>1 - h flood - - - datagram {i} {}", "d".repeat(150));
+        udp.send_to(m.as_bytes(), ("127.0.0.1", ports.udp)).unwrap();
+        if i % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let dropped = || {
+        let m = agent.get("/metrics").1;
+        let spool_full: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("sluice_agent_rejected_total") && l.contains("spool_full"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (
+            spool_full,
+            sluice_core::testing::metric_value(&m, "sluice_agent_udp_kernel_drops"),
+        )
+    };
+    wait_until(Duration::from_secs(20), "spool-full drops counted", || {
+        dropped().0 > 0.0
+    });
+    nats.start_again();
+    let mut collector = Collector::new(&nats.url()).await;
+    // Every datagram is accounted for: arrived, or counted as dropped.
+    let accounted = collector
+        .until(Duration::from_secs(60), |rs| {
+            let (agent_drops, kernel_drops) = dropped();
+            rs.len() as f64 + agent_drops + kernel_drops >= f64::from(sent)
+        })
+        .await;
+    let (agent_drops, kernel_drops) = dropped();
+    assert!(
+        accounted,
+        "{} arrived + {agent_drops} dropped by the agent + {kernel_drops} by the kernel < {sent}",
+        collector.records.len()
+    );
+    assert_eq!(
+        collector.records.len() as f64 + agent_drops + kernel_drops,
+        f64::from(sent),
+        "more accounted for than sent"
+    );
+    assert!(
+        collector.records.len() > 1_000,
+        "the spool took some before it filled"
+    );
+    let distinct: std::collections::HashSet<&str> =
+        collector.records.iter().map(|r| r.msg.as_str()).collect();
+    assert_eq!(distinct.len(), collector.records.len(), "duplicates");
+}
+
 /// A self-signed certificate for 127.0.0.1 and its key, as PEM files.
 fn tls_files(
     dir: &Path,

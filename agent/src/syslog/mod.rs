@@ -53,7 +53,9 @@ pub use parse::ATTR_MALFORMED;
 const MAX_DATAGRAM: usize = 64 * 1024;
 /// Messages gathered from a datagram socket before they are handed on.
 const DATAGRAM_BATCH: usize = 2_048;
-/// Datagrams are dropped while the spool has less room than this.
+/// Datagrams are dropped while the spool has less room than this (or an
+/// eighth of the spool, when that is smaller), so they never wait behind a
+/// full spool while their socket buffer overflows.
 const DATAGRAM_SPOOL_RESERVE: u64 = 4 << 20;
 /// Bytes read from a stream per call.
 const READ_BYTES: usize = 64 * 1024;
@@ -539,7 +541,7 @@ async fn serve_datagrams(
         if batch.is_empty() {
             continue;
         }
-        if spool.free_bytes() < DATAGRAM_SPOOL_RESERVE {
+        if spool.free_bytes() < DATAGRAM_SPOOL_RESERVE.min(spool.capacity() / 8) {
             batch.drop_batch("spool_full");
             continue;
         }
