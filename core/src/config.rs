@@ -17,6 +17,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+mod alerting;
+pub use alerting::{
+    AggregatorConfig, AlerterConfig, GROUP_BY_FIELDS, OwnerConfig, ReceiverConfig, ReceiverKind,
+    RuleConfig, RuleKind, SilenceConfig,
+};
+
 /// A configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,6 +60,16 @@ pub struct Config {
     /// The filterer (`sluice filterer`).
     #[serde(default)]
     pub filterer: FiltererConfig,
+    /// Where notifications go (`[[receivers]]`), shared by the aggregator
+    /// and the alerter.
+    #[serde(default)]
+    pub receivers: Vec<ReceiverConfig>,
+    /// The error aggregator (`sluice aggregator`).
+    #[serde(default)]
+    pub aggregator: AggregatorConfig,
+    /// The alerter (`sluice alerter`).
+    #[serde(default)]
+    pub alerter: AlerterConfig,
 }
 
 impl Config {
@@ -81,6 +97,8 @@ impl Config {
         if let Some(http) = &mut config.agent.http {
             http.apply_env();
         }
+        alerting::apply_env(&mut config.receivers);
+        alerting::check_references(&config.receivers, &config.aggregator, &config.alerter)?;
         Ok(config)
     }
 }
