@@ -1,0 +1,161 @@
+//! One delivery attempt of a notification to its receiver: the rate limit,
+//! the HTTP request in the receiver's format, and the verdict of
+//! [`crate::policy::classify`] on the answer.
+//!
+//! - `slack`: POST of [`crate::format::slack_body`] as JSON.
+//! - `webhook`: POST of [`crate::format::webhook_body`] with
+//!   `X-Sluice-Id` (the notification id, for de-duplication),
+//!   `X-Sluice-Timestamp` and, when the receiver has a secret,
+//!   `X-Sluice-Signature` ([`crate::format::sign`]).
+//! - `log`: the notification is written to the process log.
+//!
+//! Sample messages are cut before formatting, so a 1 MiB log line never
+//! reaches a receiver whole.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sluice_core::config::{ReceiverConfig, ReceiverKind};
+
+use crate::format;
+use crate::notification::Notification;
+use crate::policy::{Backoff, Outcome, classify};
+
+/// Longest sample message sent, bytes.
+pub const MAX_SAMPLE_BYTES: usize = 1_000;
+/// Samples sent per notification, at most.
+pub const MAX_SAMPLES: usize = 5;
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+struct Receiver {
+    config: ReceiverConfig,
+    limiter: Limiter,
+}
+
+/// Delivers notifications to the configured receivers.
+#[derive(Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    receivers: Arc<HashMap<String, Receiver>>,
+    backoff: Backoff,
+}
+
+impl Deliverer {
+    /// A deliverer for `receivers`, retrying with `backoff`.
+    pub fn new(receivers: &[ReceiverConfig], backoff: Backoff) -> Result<Deliverer, String> {
+        sluice_core::nats::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let receivers = receivers
+            .iter()
+            .map(|r| {
+                let per_minute = NonZeroU32::new(r.rate_per_minute).unwrap_or(NonZeroU32::MIN);
+                let limiter =
+                    governor::RateLimiter::direct(governor::Quota::per_minute(per_minute));
+                (
+                    r.name.clone(),
+                    Receiver {
+                        config: r.clone(),
+                        limiter,
+                    },
+                )
+            })
+            .collect();
+        Ok(Deliverer {
+            client,
+            receivers: Arc::new(receivers),
+            backoff,
+        })
+    }
+
+    /// Makes one attempt (`attempt` counts earlier failures), waiting for
+    /// the receiver's rate limit first.
+    pub async fn attempt(&self, n: &Notification, attempt: u32) -> Outcome {
+        let Some(receiver) = self.receivers.get(&n.receiver) else {
+            return Outcome::Rejected {
+                reason: format!("unknown receiver {:?}", n.receiver),
+            };
+        };
+        receiver.limiter.until_ready().await;
+        let n = n.truncated(MAX_SAMPLE_BYTES, MAX_SAMPLES);
+        let config = &receiver.config;
+        let url = config.url.as_deref().unwrap_or_default();
+        let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        let request = match config.kind {
+            ReceiverKind::Log => {
+                tracing::warn!(
+                    receiver = %config.name,
+                    id = %n.id,
+                    kind = ?n.kind,
+                    app = %n.app,
+                    count = n.count,
+                    "{}",
+                    n.title
+                );
+                return Outcome::Delivered;
+            }
+            ReceiverKind::Slack => self
+                .client
+                .post(url)
+                .timeout(timeout)
+                .header("Content-Type", "application/json")
+                .body(format::slack_body(&n).to_string()),
+            ReceiverKind::Webhook => {
+                let body = format::webhook_body(&n);
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let mut req = self
+                    .client
+                    .post(url)
+                    .timeout(timeout)
+                    .header("Content-Type", "application/json")
+                    .header(format::ID_HEADER, &n.id)
+                    .header(format::TIMESTAMP_HEADER, now.to_string());
+                if let Some(secret) = &config.secret {
+                    req = req.header(
+                        format::SIGNATURE_HEADER,
+                        format::sign(secret.as_bytes(), now, &body),
+                    );
+                }
+                req.body(body)
+            }
+        };
+        let jitter: f64 = rand::random();
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                classify(
+                    Some(status),
+                    retry_after.as_deref(),
+                    attempt,
+                    &self.backoff,
+                    SystemTime::now(),
+                    jitter,
+                )
+            }
+            Err(err) => {
+                tracing::debug!(receiver = %config.name, error = %err, "delivery attempt failed");
+                classify(
+                    None,
+                    None,
+                    attempt,
+                    &self.backoff,
+                    SystemTime::now(),
+                    jitter,
+                )
+            }
+        }
+    }
+}
