@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    AgentProcess, Collector, append, assert_exactly_once, line, wait_for_records, write_config,
+    AgentProcess, Collector, append, assert_exactly_once, check_config, line, wait_for_records,
+    write_config,
 };
 use sluice_agent::entry::Entry;
 use sluice_agent::spool::{Spool, SpoolOptions};
@@ -272,29 +273,16 @@ fn config_errors_exit_2_naming_file_line_and_key() {
         "[[agent.files]]\ninclude = [\"/x\"]\napp = \"Bad App\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+    let (code, err) = check_config(&path);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("line 3"));
     std::fs::write(
         &path,
         "[[agent.files]]\ninclude = [\"/x/*.log\"]\napp = \"shop\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, err) = check_config(&path);
+    assert_eq!(code, Some(0), "{err}");
 }
 
 fn running_as_root() -> bool {

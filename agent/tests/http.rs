@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    AgentProcess, Answer, Collector, http_post, read_answer, try_http_post, wait_for_records,
-    write_config,
+    AgentProcess, Answer, Collector, assert_config_error, http_post, read_answer, try_http_post,
+    wait_for_records, write_config,
 };
 use sluice_core::Level;
 use sluice_core::testing::{NatsServer, free_port, wait_until};
@@ -500,15 +500,6 @@ fn invalid_http_settings_are_config_errors() {
         ("[agent.http]\ntoken = \"\"\n", "token"),
         ("[agent.http]\nlisten = \"x\"\n", "listen"),
     ] {
-        let (config, _) = write_config(tmp.path(), "nats://127.0.0.1:1", section);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
-            .arg("--config")
-            .arg(&config)
-            .arg("check")
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{section}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{section}: {err}");
+        assert_config_error(tmp.path(), section, needle);
     }
 }

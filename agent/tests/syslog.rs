@@ -11,7 +11,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{AgentProcess, Collector, wait_for_records, with_attr, write_config};
+use common::{
+    AgentProcess, Collector, assert_config_error, wait_for_records, with_attr, write_config,
+};
 use sluice_core::testing::{NatsServer, free_port, wait_until};
 use sluice_core::{Level, Record};
 
@@ -627,15 +629,6 @@ fn invalid_syslog_settings_are_config_errors() {
         ),
         ("[agent.syslog]\nudp = \"nonsense\"\n", "udp"),
     ] {
-        let (config, _) = write_config(tmp.path(), "nats://127.0.0.1:1", section);
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
-            .arg("--config")
-            .arg(&config)
-            .arg("check")
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{section}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{section}: {err}");
+        assert_config_error(tmp.path(), section, needle);
     }
 }

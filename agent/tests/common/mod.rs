@@ -160,6 +160,28 @@ max_backoff_ms = 1000
     (path, port)
 }
 
+/// Runs `sluice-agent check --config <path>`: its exit code and stderr.
+pub fn check_config(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-agent"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts that an agent config with `section` is refused by `check` (exit
+/// code 2) with an error mentioning `needle`.
+pub fn assert_config_error(dir: &Path, section: &str, needle: &str) {
+    let (config, _) = write_config(dir, "nats://127.0.0.1:1", section);
+    let (code, err) = check_config(&config);
+    assert_eq!(code, Some(2), "{section}");
+    assert!(err.contains(needle), "{section}: {err}");
+}
+
 /// Checks every expected message arrived exactly once and nothing else did.
 /// `expected` maps message text to how many times it was written (once).
 pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
