@@ -294,6 +294,7 @@ struct Batcher {
     source: Arc<str>,
     /// The sender's address, the `host` of messages without HOSTNAME.
     peer: Option<Arc<str>>,
+    peer_ip: Option<IpAddr>,
     groups: Vec<Chunk>,
     records: u64,
     bytes: u64,
@@ -315,6 +316,7 @@ impl Batcher {
             stats,
             source,
             peer: peer.map(|ip| Arc::from(ip.to_string())),
+            peer_ip: peer,
             groups: Vec::new(),
             records: 0,
             bytes: 0,
@@ -323,6 +325,15 @@ impl Batcher {
             malformed: 0,
             lossy: 0,
             normalized: 0,
+        }
+    }
+
+    /// The sender of the next messages; the address text is only built
+    /// again when the sender changes.
+    fn set_peer(&mut self, peer: Option<IpAddr>) {
+        if peer != self.peer_ip {
+            self.peer_ip = peer;
+            self.peer = peer.map(|ip| Arc::from(ip.to_string()));
         }
     }
 
@@ -388,23 +399,18 @@ impl Batcher {
             msg: parsed.msg,
             attrs,
         };
-        let host = parsed.host;
-        let group = self.groups.iter_mut().find(|g| {
-            *g.app == *app
-                && *g.service == *service
-                && match (&g.host, &host) {
-                    (Some(a), Some(b)) => **a == **b,
-                    (Some(a), None) => Some(a) == self.peer.as_ref(),
-                    (None, None) => self.peer.is_none(),
-                    (None, Some(_)) => false,
-                }
-        });
+        // HOSTNAME, else the sender's address.
+        let host = parsed.host.as_deref().or(self.peer.as_deref());
+        let group = self
+            .groups
+            .iter_mut()
+            .find(|g| *g.app == *app && *g.service == *service && g.host.as_deref() == host);
         match group {
             Some(g) => g.records.push(record),
             None => self.groups.push(Chunk {
                 app,
                 service: Arc::from(service),
-                host: host.map(Arc::from).or_else(|| self.peer.clone()),
+                host: host.map(Arc::from),
                 source: self.source.clone(),
                 pos: None,
                 records: vec![record],
@@ -523,7 +529,7 @@ async fn serve_datagrams(
             match next {
                 Ok((n, peer)) => {
                     let cut = n.min(ctx.max_message_bytes);
-                    batch.peer = peer.map(|ip| Arc::from(ip.to_string()));
+                    batch.set_peer(peer);
                     batch.push(&buf[..cut], (n > cut).then_some(n), false, &opts);
                     taken += 1;
                 }
@@ -692,10 +698,4 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             break;
         }
     }
-    // Whatever complete frames arrived before a stop are handed on too.
-    let opts = parse_options(&ctx);
-    while let Ok(Some(frame)) = framer.decode(&mut buf) {
-        batch.push_frame(&frame, &opts);
-    }
-    batch.flush(&tx).await;
 }
