@@ -23,7 +23,9 @@ use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shared::{Agent, LINE_BYTES, raw_limit};
-use sluice_core::testing::{NatsServer, free_port, process_cpu_secs, wait_until};
+use sluice_core::testing::{
+    NatsServer, bench_runtime, bench_size, free_port, process_cpu_secs, wait_until,
+};
 
 const PUBLISHED: &str = "sluice_agent_records_published_total";
 const CONNECTIONS: usize = 4;
@@ -219,15 +221,8 @@ fn http(agent: &Agent, port: u16, records: usize, raw: f64) {
 }
 
 fn main() {
-    let messages: usize = std::env::var("BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let messages = bench_size("BENCH_MESSAGES", 2_000_000);
+    let runtime = bench_runtime();
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     println!(

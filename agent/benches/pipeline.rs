@@ -21,7 +21,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shared::{Agent, LINE_BYTES, line, metric, raw_limit};
-use sluice_core::testing::{NatsServer, process_cpu_secs, process_peak_rss_mib, wait_until};
+use sluice_core::testing::{
+    NatsServer, bench_runtime, bench_size, process_cpu_secs, process_peak_rss_mib, wait_until,
+};
 
 fn end_to_end(dir: &Path, nats: &NatsServer, lines: usize, raw_mb: f64) {
     let logs = dir.join("bulk");
@@ -133,15 +135,8 @@ async fn latency(dir: &Path, nats: &NatsServer) {
 
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
-    let lines: usize = std::env::var("BENCH_LINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let lines = bench_size("BENCH_LINES", 2_000_000);
+    let runtime = bench_runtime();
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     println!(

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use sluice_core::record::now_nanos;
 use sluice_core::testing::{
-    NatsServer, S3Server, free_port, http_get, metric_value, process_cpu_secs, signal, wait_until,
+    NatsServer, S3Server, bench_runtime, bench_size, free_port, http_get, metric_value,
+    process_cpu_secs, signal, wait_until,
 };
 use sluice_core::{Level, Record};
 
@@ -86,15 +87,8 @@ fn records(n: usize) -> Vec<Record> {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let n = bench_size("BENCH_RECORDS", 2_000_000);
+    let runtime = bench_runtime();
     let nats = NatsServer::start();
     let s3 = S3Server::start();
     let tmp = tempfile::tempdir().unwrap();

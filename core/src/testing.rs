@@ -17,6 +17,25 @@ use futures::StreamExt;
 use crate::Record;
 use crate::config::{NatsConfig, StoreConfig};
 
+/// A benchmark's size: the environment variable `var` when it holds a
+/// number, else `default`.
+pub fn bench_size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The small runtime a benchmark drives its clients with, leaving the other
+/// cores to the processes measured.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
