@@ -416,9 +416,13 @@ async fn slow_idle_and_flooding_clients_do_not_stop_a_good_one() {
         "max_connections = 40\nidle_timeout_secs = 3\n",
     );
     let tcp = ports.tcp;
-    // A client sending one byte a second, for the whole test.
+    // A client sending one byte a second, for the whole test. It holds its
+    // slot before the flood arrives.
+    let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    wait_until(Duration::from_secs(10), "the slow client admitted", || {
+        agent.metric("sluice_agent_connections_accepted_total") >= 1.0
+    });
     let slow = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
         for b in b"<13>1 - h slow - - - trickled\n" {
             if s.write_all(&[*b]).is_err() {
                 return false;
