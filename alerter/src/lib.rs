@@ -1,17 +1,700 @@
-//! The alerter's building blocks: the notification model, its wire formats
-//! (Slack Block Kit, signed webhook JSON), the retry policy, and delivery to
-//! receivers.
+//! The alerter: evaluates `[[alerter.rules]]` over the `LOGS` stream and
+//! delivers notifications to Slack, webhooks or the log through a JetStream
+//! outbox. The aggregator uses the same notification model and outbox.
 //!
 //! ```text
-//!  rules / error groups ─> Notification ─> outbox ─> Deliverer::attempt ─> Slack / webhook / log
-//!                                                        │
-//!                                       policy::classify: delivered, retry after, rejected
+//!  LOGS ─ ordered consumer ─> rules::Engine ── due ──> group state in KV (compare-and-set)
+//!   (every instance reads        (matches, groups,          │ the winner publishes
+//!    every record)                timers)                   v
+//!                                           SLUICE_OUTBOX ─> outbox::deliver_loop ─> Deliverer ─> receivers
 //! ```
 //!
-//! The aggregator and the alerter both produce [`notification::Notification`]s;
-//! delivery is shared, so a receiver configured once serves both.
+//! * Every instance reads the whole stream (an ordered consumer, not a
+//!   shared durable one): a threshold can only be counted by someone who
+//!   sees every match. What must survive a restart is in KV: each alert
+//!   group's last notification ([`rules::GroupState`], bucket
+//!   [`GROUPS_BUCKET`]) and how far the alerters have read (key
+//!   `checkpoint`, from which a restart re-reads the stream).
+//! * A due notification is published with an id made of the group's key
+//!   and the KV revision it was decided on, then the group's state is
+//!   written with compare-and-set on that revision. Instances that decide
+//!   the same thing at the same time publish the same id (stored once by
+//!   the outbox's duplicate window) and only one write succeeds; the others
+//!   adopt the stored state. So each group is notified once per decision,
+//!   whatever the number of instances.
+//! * Silences (config and `sluice alerts silence`) hold back matching
+//!   notifications; system alerts (consumer lag, ingest spikes) are rules
+//!   of their own addressed to `system_receiver`.
 
 pub mod deliver;
 pub mod format;
+pub mod metrics;
 pub mod notification;
+pub mod outbox;
 pub mod policy;
+pub mod rules;
+pub mod silence;
+pub mod system;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, kv};
+use futures::StreamExt;
+use prometheus_client::registry::Registry;
+use sluice_core::codec::decode_batch;
+use sluice_core::config::{Config, host_name};
+use sluice_core::record::now_nanos;
+
+use crate::deliver::Deliverer;
+use crate::metrics::AlerterMetrics;
+use crate::policy::Backoff;
+use crate::rules::{Due, Engine, GroupState, Rule};
+use crate::silence::Silence;
+
+/// KV bucket of alert group states.
+pub const GROUPS_BUCKET: &str = "sluice_alerts";
+/// Key (in [`GROUPS_BUCKET`]) of how far the alerters have read.
+pub const CHECKPOINT_KEY: &str = "checkpoint";
+/// How long an alert group's state is kept after its last change.
+const GROUP_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+const NS: i64 = 1_000_000_000;
+
+/// Why the alerter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AlerterError {
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// NATS could not be reached with these settings.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The admin endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The KV key of an alert group (rule names and values may hold characters
+/// keys cannot).
+pub fn group_key(rule: &str, values: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in std::iter::once(rule).chain(values.iter().map(String::as_str)) {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("g.{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// This instance's name: configured, else host name and process id.
+pub fn instance_id(id: Option<&str>) -> String {
+    id.map(str::to_string)
+        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()))
+}
+
+/// The rules the engine runs: the configured ones, plus the system alerts
+/// when a system receiver is set.
+pub fn engine_rules(config: &Config) -> Vec<Rule> {
+    let a = &config.alerter;
+    let mut rules: Vec<Rule> = a.rules.iter().map(Rule::from_config).collect();
+    if let Some(receiver) = &a.system_receiver {
+        rules.push(Rule::condition(
+            system::LAG_RULE,
+            &["consumer"],
+            receiver,
+            a.max_lag_secs,
+        ));
+        rules.push(Rule::condition(system::SPIKE_RULE, &["app"], receiver, 60));
+    }
+    rules
+}
+
+/// Opens the buckets the alerter and `sluice alerts` use: group states,
+/// outbox claims, silences.
+pub async fn open_buckets(
+    js: &jetstream::Context,
+    config: &Config,
+) -> Result<(kv::Store, kv::Store, kv::Store), String> {
+    let replicas = config.nats.replicas;
+    let groups = sluice_core::nats::ensure_kv(js, GROUPS_BUCKET, GROUP_STATE_MAX_AGE, replicas)
+        .await
+        .map_err(|e| e.to_string())?;
+    let claims = outbox::ensure(js, &config.nats).await?;
+    let silences = sluice_core::nats::ensure_kv(js, silence::BUCKET, Duration::ZERO, replicas)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((groups, claims, silences))
+}
+
+/// Runs the alerter until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AlerterError> {
+    let acfg = config.alerter.clone();
+    let instance = instance_id(acfg.id.as_deref());
+    let mut registry = Registry::default();
+    let metrics = AlerterMetrics::register(&mut registry);
+    let deliverer = Deliverer::new(
+        &config.receivers,
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(acfg.retry_max_secs.max(1)),
+        },
+    )
+    .map_err(AlerterError::Config)?;
+    let listener = tokio::net::TcpListener::bind(acfg.admin.listen)
+        .await
+        .map_err(|source| AlerterError::Listen {
+            addr: acfg.admin.listen,
+            source,
+        })?;
+    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-alerter {instance}"))
+        .await
+        .map_err(|e| AlerterError::Nats(e.to_string()))?;
+    let js = jetstream::new(client);
+    let mut shutdown = Box::pin(shutdown);
+    let (groups_kv, claims, silences_kv) = loop {
+        let attempt = async {
+            sluice_core::nats::ensure_stream(&js, &config.nats)
+                .await
+                .map_err(|e| e.to_string())?;
+            open_buckets(&js, &config).await
+        };
+        tokio::select! {
+            r = attempt => match r {
+                Ok(b) => break b,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot set up the stream and buckets yet, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        }
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let delivery = tokio::spawn(outbox::deliver_loop(
+        js.clone(),
+        claims,
+        deliverer,
+        instance.clone(),
+        metrics.delivery.clone(),
+        stopped(),
+    ));
+    let heartbeat = Arc::new(AtomicI64::new(now_nanos()));
+    let admin = {
+        let heartbeat = heartbeat.clone();
+        let stall_ns = i64::try_from(acfg.admin.stall_secs)
+            .unwrap_or(i64::MAX / NS)
+            .saturating_mul(NS);
+        let check: sluice_core::admin::HealthCheck = Arc::new(move || {
+            let idle = now_nanos() - heartbeat.load(Ordering::Relaxed);
+            if idle > stall_ns {
+                Err(format!("rule evaluation stalled for {}s", idle / NS))
+            } else {
+                Ok(())
+            }
+        });
+        tokio::spawn(sluice_core::admin::serve(
+            listener,
+            Arc::new(registry),
+            check,
+            stopped(),
+        ))
+    };
+
+    let now = now_nanos();
+    let mut engine = Engine::new(engine_rules(&config), acfg.max_groups, &instance, now);
+    restore(&groups_kv, &mut engine, now).await;
+    let file_silences: Vec<Silence> = acfg
+        .silences
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Silence::from_config(s, i))
+        .collect();
+    let mut state = Loop {
+        js: js.clone(),
+        groups_kv,
+        silences_kv,
+        metrics: metrics.clone(),
+        query_url: acfg.query_url.clone(),
+        silences: file_silences.clone(),
+        file_silences,
+        spike: system::SpikeDetector::default(),
+        minute_counts: HashMap::new(),
+        minute: now / (60 * NS),
+        ack_floors: HashMap::new(),
+        read_until: 0,
+        checkpointed: 0,
+        spike_factor: acfg.ingest_spike_factor,
+        max_lag_ns: i64::try_from(acfg.max_lag_secs)
+            .unwrap_or(i64::MAX / NS)
+            .saturating_mul(NS),
+        stream: config.nats.stream.clone(),
+    };
+    let start = state.start_time(&engine, acfg.max_replay_secs, now).await;
+    tracing::info!(
+        instance = %instance,
+        rules = engine.rules().len(),
+        admin = %acfg.admin.listen,
+        replay_from = %sluice_core::record::format_ts(start),
+        "alerter running"
+    );
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seconds: u64 = 0;
+    // After the first message, a reopened reader continues after the last
+    // sequence read.
+    let mut last_seq = 0u64;
+    'run: loop {
+        let messages = tokio::select! {
+            m = open_reader(&js, &config.nats.stream, start, last_seq) => m,
+            _ = &mut shutdown => break 'run,
+        };
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the stream yet, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'run,
+                    _ = &mut shutdown => break 'run,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break 'run,
+                _ = tick.tick() => {
+                    seconds += 1;
+                    let now = now_nanos();
+                    heartbeat.store(now, Ordering::Relaxed);
+                    if seconds.is_multiple_of(5) {
+                        state.refresh_silences(now).await;
+                        state.checkpoint().await;
+                    }
+                    if seconds.is_multiple_of(15) {
+                        state.sample_consumers(&mut engine, now).await;
+                    }
+                    state.judge_minute(&mut engine, now);
+                    state.evaluate(&mut engine, now).await;
+                    metrics.groups.set(engine.group_count() as i64);
+                }
+                next = messages.next() => match next {
+                    Some(Ok(msg)) => {
+                        let seq = state.observe(&mut engine, &msg);
+                        last_seq = last_seq.max(seq);
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(error = %err, "stream read interrupted, reopening");
+                        continue 'run;
+                    }
+                    None => continue 'run,
+                },
+            }
+        }
+    }
+    state.checkpoint().await;
+    let _ = stop_tx.send(true);
+    let _ = delivery.await;
+    let _ = admin.await;
+    tracing::info!("alerter stopped");
+    Ok(())
+}
+
+/// An ordered consumer over the whole stream from `start` (ns), or after
+/// sequence `after` when it is not 0.
+async fn open_reader(
+    js: &jetstream::Context,
+    stream: &str,
+    start: i64,
+    after: u64,
+) -> Result<pull::Ordered, String> {
+    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let deliver_policy = if after > 0 {
+        jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: after + 1,
+        }
+    } else {
+        jetstream::consumer::DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(start))
+                .map_err(|e| e.to_string())?,
+        }
+    };
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
+/// Loads the firing alerts from KV, so one that clears while this instance
+/// was away is still resolved.
+async fn restore(groups: &kv::Store, engine: &mut Engine, now: i64) {
+    let Ok(mut keys) = groups.keys().await else {
+        return;
+    };
+    let mut restored = 0;
+    while let Some(Ok(key)) = keys.next().await {
+        if !key.starts_with("g.") {
+            continue;
+        }
+        let Ok(Some(value)) = groups.get(&key).await else {
+            continue;
+        };
+        if let Ok(state) = serde_json::from_slice::<GroupState>(&value)
+            && state.firing
+        {
+            engine.apply(&state, now);
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(alerts = restored, "firing alerts restored");
+    }
+}
+
+/// The main loop's state besides the engine.
+struct Loop {
+    js: jetstream::Context,
+    groups_kv: kv::Store,
+    silences_kv: kv::Store,
+    metrics: AlerterMetrics,
+    query_url: Option<String>,
+    file_silences: Vec<Silence>,
+    silences: Vec<Silence>,
+    spike: system::SpikeDetector,
+    minute_counts: HashMap<String, u64>,
+    minute: i64,
+    /// Per durable consumer: its ack floor and when it was first seen there.
+    ack_floors: HashMap<String, (u64, i64)>,
+    /// Publish time (ns) of the latest message read.
+    read_until: i64,
+    checkpointed: i64,
+    spike_factor: f64,
+    max_lag_ns: i64,
+    stream: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    /// Publish time of the latest message read, ns.
+    read_until: i64,
+}
+
+impl Loop {
+    /// Where reading starts: the alerters' checkpoint, or one rule window
+    /// back, whichever is earlier, but no more than `max_replay_secs` ago.
+    async fn start_time(&mut self, engine: &Engine, max_replay_secs: u64, now: i64) -> i64 {
+        let window = engine
+            .rules()
+            .iter()
+            .map(|r| r.window_ns)
+            .max()
+            .unwrap_or(0)
+            .max(60 * NS);
+        let checkpoint = match self.groups_kv.get(CHECKPOINT_KEY).await {
+            Ok(Some(v)) => serde_json::from_slice::<Checkpoint>(&v)
+                .ok()
+                .map(|c| c.read_until),
+            _ => None,
+        };
+        let floor = now
+            - i64::try_from(max_replay_secs)
+                .unwrap_or(i64::MAX / NS)
+                .saturating_mul(NS);
+        let from = checkpoint.map_or(now - window, |c| c.min(now - window));
+        from.max(floor)
+    }
+
+    /// Checks one stream message's records; returns its stream sequence.
+    fn observe(&mut self, engine: &mut Engine, msg: &jetstream::Message) -> u64 {
+        let Ok(info) = msg.info() else { return 0 };
+        let seq = info.stream_sequence;
+        let published =
+            (info.published.unix_timestamp_nanos()).clamp(0, i128::from(i64::MAX)) as i64;
+        self.read_until = self.read_until.max(published);
+        self.metrics.messages_in.inc();
+        let now = now_nanos();
+        self.metrics
+            .processing_delay_seconds
+            .set((now - published).max(0) as f64 / 1e9);
+        let records = match decode_batch(&msg.payload) {
+            Ok(r) => r,
+            Err(err) => {
+                self.metrics.decode_errors.inc();
+                tracing::warn!(subject = %msg.subject, seq, error = %err, "a stream message does not decode; skipped");
+                return seq;
+            }
+        };
+        let before = engine.stats;
+        for r in &records {
+            engine.observe(r, seq, now);
+        }
+        if let Some(first) = records.first()
+            && (self.minute_counts.len() < system::MAX_APPS
+                || self.minute_counts.contains_key(&first.app))
+        {
+            // One app per message (the wire format batches by app).
+            *self.minute_counts.entry(first.app.clone()).or_default() += records.len() as u64;
+        }
+        let after = engine.stats;
+        self.metrics
+            .records_in
+            .inc_by(after.records - before.records);
+        self.metrics.matches.inc_by(after.matches - before.matches);
+        self.metrics
+            .groups_refused
+            .inc_by(after.groups_refused - before.groups_refused);
+        seq
+    }
+
+    fn judge_minute(&mut self, engine: &mut Engine, now: i64) {
+        let minute = now / (60 * NS);
+        if minute == self.minute {
+            return;
+        }
+        self.minute = minute;
+        let counts = std::mem::take(&mut self.minute_counts);
+        let Some(rule) = engine.rule_index(system::SPIKE_RULE) else {
+            return;
+        };
+        for v in self.spike.minute(&counts, self.spike_factor) {
+            let detail = format!(
+                "{} records/min from app {}, usually {:.0}",
+                v.count, v.app, v.baseline
+            );
+            engine.set_condition(rule, &[&v.app], v.spiking, v.count, &detail, now);
+        }
+    }
+
+    async fn sample_consumers(&mut self, engine: &mut Engine, now: i64) {
+        let Some(rule) = engine.rule_index(system::LAG_RULE) else {
+            return;
+        };
+        let Ok(stream) = self.js.get_stream(&self.stream).await else {
+            return;
+        };
+        let mut names = stream.consumer_names();
+        let mut seen = Vec::new();
+        while let Some(Ok(name)) = names.next().await {
+            seen.push(name);
+        }
+        for name in seen {
+            let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&name).await else {
+                continue;
+            };
+            let Ok(info) = consumer.info().await else {
+                continue;
+            };
+            if info.config.durable_name.is_none() {
+                continue;
+            }
+            let floor = info.ack_floor.stream_sequence;
+            let since = match self.ack_floors.get(&name) {
+                Some(&(f, t)) if f == floor => t,
+                _ => {
+                    let t = info
+                        .ack_floor
+                        .last_active
+                        .map(|t| t.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64)
+                        .filter(|_| !self.ack_floors.contains_key(&name))
+                        .unwrap_or(now);
+                    self.ack_floors.insert(name.clone(), (floor, t));
+                    t
+                }
+            };
+            let reads_all = matches!(info.config.filter_subject.as_str(), "" | "logs.>");
+            let oldest = if reads_all {
+                match stream.get_raw_message(floor + 1).await {
+                    Ok(m) => Some(
+                        (now - (m.time.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64))
+                            as f64
+                            / 1e9,
+                    ),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            let sample = system::ConsumerSample {
+                outstanding: info.num_pending + info.num_ack_pending as u64,
+                secs_since_ack_moved: (now - since) as f64 / 1e9,
+                oldest_unacked_secs: oldest,
+            };
+            let delay = system::processing_delay(&sample);
+            let detail = format!(
+                "consumer {name} is {delay:.0}s behind ({} messages outstanding)",
+                sample.outstanding
+            );
+            engine.set_condition(
+                rule,
+                &[&name],
+                delay * 1e9 > self.max_lag_ns as f64,
+                delay as u64,
+                &detail,
+                now,
+            );
+        }
+    }
+
+    async fn refresh_silences(&mut self, now: i64) {
+        match silence::list(&self.silences_kv, now).await {
+            Ok(stored) => {
+                self.silences = self.file_silences.clone();
+                self.silences.extend(stored);
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read silences; keeping the last ones")
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) {
+        if self.read_until <= self.checkpointed {
+            return;
+        }
+        let newer = match self.groups_kv.get(CHECKPOINT_KEY).await {
+            Ok(Some(v)) => serde_json::from_slice::<Checkpoint>(&v)
+                .map(|c| c.read_until < self.read_until)
+                .unwrap_or(true),
+            Ok(None) => true,
+            Err(_) => return,
+        };
+        if newer
+            && let Ok(value) = serde_json::to_vec(&Checkpoint {
+                read_until: self.read_until,
+            })
+            && self
+                .groups_kv
+                .put(CHECKPOINT_KEY, value.into())
+                .await
+                .is_ok()
+        {
+            self.checkpointed = self.read_until;
+        }
+    }
+
+    fn silenced(&self, rule: &str, app: &str, labels: &BTreeMap<String, String>, now: i64) -> bool {
+        self.silences
+            .iter()
+            .any(|s| s.matches(rule, app, labels, now))
+    }
+
+    /// Sends what is due: for each due group, checks silences and the
+    /// stored state, publishes, then stores the new state by
+    /// compare-and-set.
+    async fn evaluate(&mut self, engine: &mut Engine, now: i64) {
+        for due in engine.due(now) {
+            let key = group_key(&due.state.rule, &due.state.values);
+            let probe = engine.notification(&due, String::new(), None, now);
+            if self.silenced(&due.state.rule, &probe.app, &probe.labels, now) {
+                self.metrics.silenced.inc();
+                engine.skip(&due, now);
+                continue;
+            }
+            if let Err(err) = self.send(engine, &due, &key, now).await {
+                tracing::warn!(rule = %due.state.rule, error = %err, "cannot send a due notification yet");
+            }
+        }
+    }
+
+    async fn send(
+        &mut self,
+        engine: &mut Engine,
+        due: &Due,
+        key: &str,
+        now: i64,
+    ) -> Result<(), String> {
+        let entry = self.groups_kv.entry(key).await.map_err(|e| e.to_string())?;
+        let (revision, stored) = match entry {
+            Some(e) if e.operation == kv::Operation::Put => (
+                e.revision,
+                serde_json::from_slice::<GroupState>(&e.value).ok(),
+            ),
+            Some(e) => (e.revision, None),
+            None => (0, None),
+        };
+        if let Some(s) = &stored
+            && engine
+                .last_notified(&due.key)
+                .is_none_or(|l| l < s.last_notified)
+        {
+            // Another instance got there first: take its state, decide again.
+            engine.apply(s, now);
+            self.metrics.claimed_elsewhere.inc();
+            return Ok(());
+        }
+        let id = format!("{key}-{revision}");
+        let n = engine.notification(due, id, self.query_url.as_deref(), now);
+        outbox::publish(&self.js, &n).await?;
+        let value: bytes::Bytes = serde_json::to_vec(&due.state)
+            .map_err(|e| e.to_string())?
+            .into();
+        let written = if revision == 0 {
+            self.groups_kv
+                .create(key, value)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            self.groups_kv
+                .update(key, value, revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        match written {
+            Ok(()) => {
+                self.metrics.delivery.published(n.kind.as_str());
+                tracing::info!(rule = %due.state.rule, kind = %n.kind, count = n.count, id = %n.id, "notification queued");
+                engine.apply(&due.state, now);
+            }
+            Err(_) => {
+                // Lost the race: the winner published the same id, which
+                // the outbox stored once.
+                self.metrics.claimed_elsewhere.inc();
+                if let Ok(Some(v)) = self.groups_kv.get(key).await
+                    && let Ok(s) = serde_json::from_slice::<GroupState>(&v)
+                {
+                    engine.apply(&s, now);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_keys_are_valid_kv_keys() {
+        let k = group_key("checkout errors/β", &["a b".into(), "".into()]);
+        assert!(k.starts_with("g.") && k.len() == 34, "{k}");
+        assert_ne!(k, group_key("checkout errors/β", &["a b".into()]));
+        assert_ne!(
+            group_key("r", &["a".into(), "b".into()]),
+            group_key("r", &["a\0b".into()])
+        );
+    }
+}

@@ -180,7 +180,7 @@ impl Notification {
 
 /// `text` if it is at most `max_bytes` long, else its longest prefix of at
 /// most `max_bytes` bytes ending on a character boundary, plus [`ELLIPSIS`].
-fn truncate_bytes(text: &str, max_bytes: usize) -> String {
+pub fn truncate_bytes(text: &str, max_bytes: usize) -> String {
     if text.len() <= max_bytes {
         return text.to_string();
     }

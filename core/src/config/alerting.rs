@@ -111,9 +111,16 @@ pub struct OwnerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
+    /// This instance's name in logs and metrics (default: the host name).
+    #[serde(default)]
+    pub id: Option<String>,
     /// Owners per app.
     #[serde(default)]
     pub owners: Vec<OwnerConfig>,
+    /// The receiver told about groups of apps that have no owner (none
+    /// when unset: such groups are kept but nobody is told).
+    #[serde(default)]
+    pub default_receiver: Option<String>,
     /// Groups tracked in memory at most; the least recently seen are
     /// evicted (and counted) beyond it. Their state stays in KV.
     #[serde(default = "default_max_groups")]
@@ -164,7 +171,9 @@ fn default_aggregator_admin() -> AdminConfig {
 impl Default for AggregatorConfig {
     fn default() -> Self {
         AggregatorConfig {
+            id: None,
             owners: Vec::new(),
+            default_receiver: None,
             max_groups: default_max_groups(),
             quiet_period_secs: default_quiet_period_secs(),
             spike_factor: default_spike_factor(),
@@ -311,6 +320,10 @@ pub struct SilenceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlerterConfig {
+    /// This instance's name in logs, metrics and stored alert states
+    /// (default: the host name and process id).
+    #[serde(default)]
+    pub id: Option<String>,
     /// The rules, each parsed on its own so errors name it.
     #[serde(default, deserialize_with = "named_rules")]
     pub rules: Vec<RuleConfig>,
@@ -329,6 +342,19 @@ pub struct AlerterConfig {
     /// Base URL of the query UI, for links in notifications.
     #[serde(default)]
     pub query_url: Option<String>,
+    /// Alert groups tracked at most; matches for more are counted and
+    /// dropped.
+    #[serde(default = "default_max_groups")]
+    pub max_groups: usize,
+    /// Longest wait between delivery attempts of a notification (backoff
+    /// doubles from 1 s up to this; a `Retry-After` is honoured up to an
+    /// hour).
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// On start, the stream is re-read from where the alerters had got to,
+    /// but from no further back than this.
+    #[serde(default = "default_max_replay_secs")]
+    pub max_replay_secs: u64,
     /// `/metrics` and `/health`.
     #[serde(default = "default_alerter_admin")]
     pub admin: AdminConfig,
@@ -340,6 +366,12 @@ fn default_max_lag_secs() -> u64 {
 fn default_ingest_spike_factor() -> f64 {
     5.0
 }
+fn default_retry_max_secs() -> u64 {
+    300
+}
+fn default_max_replay_secs() -> u64 {
+    3600
+}
 fn default_alerter_admin() -> AdminConfig {
     AdminConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 9884)),
@@ -350,12 +382,16 @@ fn default_alerter_admin() -> AdminConfig {
 impl Default for AlerterConfig {
     fn default() -> Self {
         AlerterConfig {
+            id: None,
             rules: Vec::new(),
             silences: Vec::new(),
             system_receiver: None,
             max_lag_secs: default_max_lag_secs(),
             ingest_spike_factor: default_ingest_spike_factor(),
             query_url: None,
+            max_groups: default_max_groups(),
+            retry_max_secs: default_retry_max_secs(),
+            max_replay_secs: default_max_replay_secs(),
             admin: default_alerter_admin(),
         }
     }
@@ -412,6 +448,9 @@ pub(super) fn check_references(
             format!("owner of app {:?}", owner.app.as_str()),
         )?;
     }
+    if let Some(r) = &aggregator.default_receiver {
+        known(r, "[aggregator] default_receiver".into())?;
+    }
     if aggregator.spike_factor.is_nan() || aggregator.spike_factor <= 1.0 {
         return Err("[aggregator] spike_factor must be greater than 1".into());
     }
@@ -422,6 +461,9 @@ pub(super) fn check_references(
             return Err(format!("rule {:?} is defined twice", rule.name));
         }
         known(&rule.receiver, format!("rule {:?}", rule.name))?;
+    }
+    if alerter.retry_max_secs == 0 || alerter.max_groups == 0 || aggregator.max_groups == 0 {
+        return Err("retry_max_secs and max_groups must be positive".into());
     }
     if let Some(r) = &alerter.system_receiver {
         known(r, "[alerter] system_receiver".into())?;

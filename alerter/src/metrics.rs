@@ -1,0 +1,147 @@
+//! The alerter's metrics (`sluice_alerter_<name>_<unit>[_total]`), and the
+//! outbox delivery metrics shared with the aggregator
+//! (`sluice_<component>_notifications_total` …).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Delivery of notifications from the outbox.
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// Delivery attempts by receiver and outcome (`delivered`, `retry`,
+    /// `rejected`, `already_delivered`, `invalid`).
+    pub deliveries: Family<Labels, Counter>,
+    /// Time from a notification's creation to its delivery.
+    pub latency_seconds: Histogram,
+    /// Notifications published to the outbox, by kind.
+    pub published: Family<Labels, Counter>,
+}
+
+impl DeliveryMetrics {
+    /// Registers the metrics under `registry` (already prefixed).
+    pub fn register(registry: &mut Registry) -> DeliveryMetrics {
+        let m = DeliveryMetrics {
+            deliveries: Family::default(),
+            latency_seconds: Histogram::new([
+                0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
+            published: Family::default(),
+        };
+        registry.register(
+            "deliveries",
+            "Notification delivery attempts by receiver and outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from a notification's creation to its delivery",
+            m.latency_seconds.clone(),
+        );
+        registry.register(
+            "notifications_published",
+            "Notifications stored in the outbox, by kind",
+            m.published.clone(),
+        );
+        m
+    }
+
+    /// Counts one attempt's outcome.
+    pub fn outcome(&self, receiver: &str, outcome: &str) {
+        self.deliveries
+            .get_or_create(&vec![
+                ("receiver".into(), receiver.to_string()),
+                ("outcome".into(), outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Counts a notification stored in the outbox.
+    pub fn published(&self, kind: &str) {
+        self.published
+            .get_or_create(&vec![("kind".into(), kind.to_string())])
+            .inc();
+    }
+}
+
+/// Every metric the alerter exports.
+#[derive(Clone)]
+pub struct AlerterMetrics {
+    /// Stream messages read.
+    pub messages_in: Counter,
+    /// Records checked against the rules.
+    pub records_in: Counter,
+    /// Rule matches.
+    pub matches: Counter,
+    /// Messages that did not decode (skipped, counted).
+    pub decode_errors: Counter,
+    /// Groups tracked.
+    pub groups: Gauge,
+    /// Matches dropped because the group cap was reached.
+    pub groups_refused: Counter,
+    /// Due notifications not sent because a silence matched.
+    pub silenced: Counter,
+    /// Due notifications another instance had already sent.
+    pub claimed_elsewhere: Counter,
+    /// Age of the newest record processed when it was processed.
+    pub processing_delay_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Delivery from the outbox.
+    pub delivery: DeliveryMetrics,
+}
+
+impl AlerterMetrics {
+    /// Registers every metric under `sluice_alerter_`.
+    pub fn register(registry: &mut Registry) -> AlerterMetrics {
+        let r = registry.sub_registry_with_prefix("sluice_alerter");
+        let m = AlerterMetrics {
+            messages_in: Counter::default(),
+            records_in: Counter::default(),
+            matches: Counter::default(),
+            decode_errors: Counter::default(),
+            groups: Gauge::default(),
+            groups_refused: Counter::default(),
+            silenced: Counter::default(),
+            claimed_elsewhere: Counter::default(),
+            processing_delay_seconds: Gauge::default(),
+            delivery: DeliveryMetrics::register(r),
+        };
+        r.register("messages_in", "Stream messages read", m.messages_in.clone());
+        r.register(
+            "records_in",
+            "Records checked against the rules",
+            m.records_in.clone(),
+        );
+        r.register("matches", "Rule matches", m.matches.clone());
+        r.register(
+            "decode_errors",
+            "Stream messages that did not decode",
+            m.decode_errors.clone(),
+        );
+        r.register("groups", "Alert groups tracked", m.groups.clone());
+        r.register(
+            "groups_refused",
+            "Matches dropped because the group cap was reached",
+            m.groups_refused.clone(),
+        );
+        r.register(
+            "silenced",
+            "Due notifications held back by a silence",
+            m.silenced.clone(),
+        );
+        r.register(
+            "claimed_elsewhere",
+            "Due notifications another instance had already sent",
+            m.claimed_elsewhere.clone(),
+        );
+        r.register(
+            "processing_delay_seconds",
+            "Age of the newest stream message when it was processed",
+            m.processing_delay_seconds.clone(),
+        );
+        m
+    }
+}
