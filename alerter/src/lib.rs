@@ -44,7 +44,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_core::codec::decode_batch;
+use sluice_core::codec::decode_views;
 use sluice_core::config::{Config, host_name};
 use sluice_core::record::now_nanos;
 
@@ -437,7 +437,7 @@ impl Loop {
         self.metrics
             .processing_delay_seconds
             .set((now - published).max(0) as f64 / 1e9);
-        let records = match decode_batch(&msg.payload) {
+        let records = match decode_views(&msg.payload) {
             Ok(r) => r,
             Err(err) => {
                 self.metrics.decode_errors.inc();
@@ -451,10 +451,16 @@ impl Loop {
         }
         if let Some(first) = records.first()
             && (self.minute_counts.len() < system::MAX_APPS
-                || self.minute_counts.contains_key(&first.app))
+                || self.minute_counts.contains_key(first.app))
         {
             // One app per message (the wire format batches by app).
-            *self.minute_counts.entry(first.app.clone()).or_default() += records.len() as u64;
+            match self.minute_counts.get_mut(first.app) {
+                Some(n) => *n += records.len() as u64,
+                None => {
+                    self.minute_counts
+                        .insert(first.app.to_string(), records.len() as u64);
+                }
+            }
         }
         let after = engine.stats;
         self.metrics

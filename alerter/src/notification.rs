@@ -181,17 +181,50 @@ impl Notification {
 /// `text` if it is at most `max_bytes` long, else its longest prefix of at
 /// most `max_bytes` bytes ending on a character boundary, plus [`ELLIPSIS`].
 pub fn truncate_bytes(text: &str, max_bytes: usize) -> String {
+    let mut out = String::new();
+    push_truncated(&mut out, text, max_bytes);
+    out
+}
+
+/// Appends what [`truncate_bytes`] returns to `out` (no allocation when
+/// `out` has the room).
+pub fn push_truncated(out: &mut String, text: &str, max_bytes: usize) {
     if text.len() <= max_bytes {
-        return text.to_string();
+        out.push_str(text);
+        return;
     }
     let mut end = max_bytes;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = String::with_capacity(end + ELLIPSIS.len());
     out.push_str(&text[..end]);
     out.push_str(ELLIPSIS);
-    out
+}
+
+/// Overwrites `sample` with another record's values, reusing its buffers.
+pub fn refill_sample(
+    sample: &mut Sample,
+    id: &str,
+    ts: i64,
+    host: &str,
+    msg: &str,
+    request_id: Option<&str>,
+    max_msg_bytes: usize,
+) {
+    sample.id.clear();
+    sample.id.push_str(id);
+    sample.ts = ts;
+    sample.host.clear();
+    sample.host.push_str(host);
+    sample.msg.clear();
+    push_truncated(&mut sample.msg, msg, max_msg_bytes);
+    match (&mut sample.request_id, request_id) {
+        (Some(buf), Some(r)) => {
+            buf.clear();
+            buf.push_str(r);
+        }
+        (slot, r) => *slot = r.map(str::to_string),
+    }
 }
 
 #[cfg(test)]

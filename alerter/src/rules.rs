@@ -45,10 +45,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use regex::RegexSet;
 use serde::{Deserialize, Serialize};
+use sluice_core::Level;
+use sluice_core::codec::RecordView;
 use sluice_core::config::{RuleConfig, RuleKind};
-use sluice_core::{Level, Record};
 
-use crate::notification::{Kind, Notification, Sample, truncate_bytes};
+use crate::notification::{Kind, Notification, Sample, refill_sample, truncate_bytes};
 
 /// Longest sample message kept in memory, bytes.
 pub const SAMPLE_BYTES: usize = crate::deliver::MAX_SAMPLE_BYTES;
@@ -158,22 +159,22 @@ impl Rule {
         }
     }
 
-    fn matches_fields(&self, r: &Record) -> bool {
+    fn matches_fields(&self, r: &RecordView<'_>) -> bool {
         r.level >= self.min_level
             && self.service.as_deref().is_none_or(|s| s == r.service)
             && self
                 .attrs
                 .iter()
-                .all(|(k, v)| r.attrs.get(k).is_some_and(|got| got == v))
+                .all(|(k, v)| r.attrs.get(k) == Some(v.as_str()))
     }
 
-    fn value_of<'a>(&self, field: &str, r: &'a Record) -> &'a str {
+    fn value_of<'a>(&self, field: &str, r: &RecordView<'a>) -> &'a str {
         match field {
-            "app" => &r.app,
-            "service" => &r.service,
-            "host" => &r.host,
+            "app" => r.app,
+            "service" => r.service,
+            "host" => r.host,
             "level" => r.level.as_str(),
-            attr => r.attrs.get(attr).map_or("", String::as_str),
+            attr => r.attrs.get(attr).unwrap_or(""),
         }
     }
 }
@@ -322,28 +323,21 @@ impl Group {
         }
     }
 
-    fn sample(&mut self, r: &Record) {
-        let request_id = r.attrs.get("request_id").cloned();
+    fn sample(&mut self, r: &RecordView<'_>) {
+        let request_id = r.attrs.get("request_id");
         if self.samples.len() < SAMPLES {
             self.samples.push(Sample {
-                id: r.id.clone(),
+                id: r.id.to_string(),
                 ts: r.ts,
-                host: r.host.clone(),
-                msg: truncate_bytes(&r.msg, SAMPLE_BYTES),
-                request_id,
+                host: r.host.to_string(),
+                msg: truncate_bytes(r.msg, SAMPLE_BYTES),
+                request_id: request_id.map(str::to_string),
             });
             return;
         }
         // The last slot follows the latest match, reusing its buffers.
         if let Some(last) = self.samples.last_mut() {
-            last.id.clear();
-            last.id.push_str(&r.id);
-            last.ts = r.ts;
-            last.host.clear();
-            last.host.push_str(&r.host);
-            last.msg.clear();
-            last.msg.push_str(&truncate_bytes(&r.msg, SAMPLE_BYTES));
-            last.request_id = request_id;
+            refill_sample(last, r.id, r.ts, r.host, r.msg, request_id, SAMPLE_BYTES);
         }
     }
 }
@@ -486,9 +480,9 @@ impl Engine {
 
     /// Checks one record (from the message at stream sequence `seq`)
     /// against the rules; returns how many rules it matched.
-    pub fn observe(&mut self, r: &Record, seq: u64, now: i64) -> usize {
+    pub fn observe(&mut self, r: &RecordView<'_>, seq: u64, now: i64) -> usize {
         self.stats.records += 1;
-        let Some(app) = self.by_app.get(r.app.as_str()) else {
+        let Some(app) = self.by_app.get(r.app) else {
             return 0;
         };
         let mut set_matches: Option<regex::SetMatches> = None;
@@ -499,7 +493,7 @@ impl Engine {
             }
             if let Some(p) = app.pattern_of[pos] {
                 let Some(set) = &app.set else { continue };
-                let m = set_matches.get_or_insert_with(|| set.matches(&r.msg));
+                let m = set_matches.get_or_insert_with(|| set.matches(r.msg));
                 if !m.matched(p) {
                     continue;
                 }
@@ -890,7 +884,19 @@ pub fn search_link(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sluice_core::Record;
     use sluice_core::config::Config;
+
+    /// `observe` for an owned record.
+    trait See {
+        fn see(&mut self, r: &Record, seq: u64, now: i64) -> usize;
+    }
+
+    impl See for Engine {
+        fn see(&mut self, r: &Record, seq: u64, now: i64) -> usize {
+            self.observe(&RecordView::from(r), seq, now)
+        }
+    }
 
     const S: i64 = NS;
 
@@ -966,28 +972,28 @@ receiver = "ops"
             0,
         );
         let mut r = rec("checkout", Level::Error, "payment 12 declined", 1);
-        assert_eq!(e.observe(&r, 1, 1), 0, "attribute missing");
+        assert_eq!(e.see(&r, 1, 1), 0, "attribute missing");
         r.attrs.insert("region".into(), "eu".into());
-        assert_eq!(e.observe(&r, 1, 1), 1);
+        assert_eq!(e.see(&r, 1, 1), 1);
         r.service = "cart".into();
-        assert_eq!(e.observe(&r, 1, 1), 0, "other service");
+        assert_eq!(e.see(&r, 1, 1), 0, "other service");
         r.service = "checkout".into();
         r.level = Level::Warn;
-        assert_eq!(e.observe(&r, 1, 1), 0, "below min_level");
+        assert_eq!(e.see(&r, 1, 1), 0, "below min_level");
         let disk = rec("x", Level::Warn, "disk full", 1);
-        assert_eq!(e.observe(&disk, 1, 1), 1);
+        assert_eq!(e.see(&disk, 1, 1), 1);
         let info = rec("x", Level::Info, "disk full", 1);
-        assert_eq!(e.observe(&info, 1, 1), 0);
+        assert_eq!(e.see(&info, 1, 1), 0);
         let mut other = disk.clone();
         other.app = "billing".into();
-        assert_eq!(e.observe(&other, 1, 1), 0, "other app");
+        assert_eq!(e.see(&other, 1, 1), 0, "other app");
     }
 
     #[test]
     fn every_waits_then_batches_per_interval_and_counts_add_up() {
         let mut e = Engine::new(rules(EVERY), 100, "a", 0);
         for i in 0..10 {
-            e.observe(&rec("checkout", Level::Error, "boom", i * S), 1, i * S / 10);
+            e.see(&rec("checkout", Level::Error, "boom", i * S), 1, i * S / 10);
         }
         assert!(flush(&mut e, 4 * S).is_empty(), "group_wait not over");
         let first = flush(&mut e, 5 * S);
@@ -995,7 +1001,7 @@ receiver = "ops"
         assert_eq!((first[0].kind, first[0].count), (Kind::Firing, 10));
         assert_eq!(first[0].state.values, vec!["checkout".to_string()]);
         for i in 0..7 {
-            e.observe(
+            e.see(
                 &rec("checkout", Level::Error, "boom", 10 * S),
                 2 + i,
                 10 * S,
@@ -1009,7 +1015,7 @@ receiver = "ops"
         // Quiet long enough: the group is forgotten; a new burst waits
         // group_wait again, not group_interval.
         assert_eq!(e.group_count(), 0);
-        e.observe(&rec("checkout", Level::Error, "boom", 300 * S), 20, 300 * S);
+        e.see(&rec("checkout", Level::Error, "boom", 300 * S), 20, 300 * S);
         assert!(flush(&mut e, 304 * S).is_empty());
         assert_eq!(flush(&mut e, 305 * S)[0].count, 1);
     }
@@ -1019,18 +1025,18 @@ receiver = "ops"
         let mut a = Engine::new(rules(EVERY), 100, "a", 0);
         let mut b = Engine::new(rules(EVERY), 100, "b", 0);
         for seq in 1..=3 {
-            a.observe(&rec("checkout", Level::Error, "boom", S), seq, S);
+            a.see(&rec("checkout", Level::Error, "boom", S), seq, S);
         }
         // b has read less far when a notifies.
         for seq in 1..=2 {
-            b.observe(&rec("checkout", Level::Error, "boom", S), seq, S);
+            b.see(&rec("checkout", Level::Error, "boom", S), seq, S);
         }
         let sent = flush(&mut a, 6 * S);
         assert_eq!(sent[0].count, 3);
         b.apply(&sent[0].state, 6 * S);
         // b then reads seq 3 (already reported) and 4 (new).
-        b.observe(&rec("checkout", Level::Error, "boom", S), 3, 7 * S);
-        b.observe(&rec("checkout", Level::Error, "boom", S), 4, 7 * S);
+        b.see(&rec("checkout", Level::Error, "boom", S), 3, 7 * S);
+        b.see(&rec("checkout", Level::Error, "boom", S), 4, 7 * S);
         assert!(flush(&mut b, 30 * S).is_empty(), "within group_interval");
         let next = flush(&mut b, 66 * S);
         assert_eq!(next[0].count, 1, "only seq 4 is new");
@@ -1053,14 +1059,14 @@ repeat_interval_secs = 600
     fn threshold_fires_once_repeats_late_and_resolves() {
         let mut e = Engine::new(rules(THRESHOLD), 100, "a", 0);
         for i in 0..4 {
-            e.observe(&rec("x", Level::Error, "e", 100 * S + i), 1, 100 * S);
+            e.see(&rec("x", Level::Error, "e", 100 * S + i), 1, 100 * S);
         }
         assert!(flush(&mut e, 101 * S).is_empty(), "4 < 5");
-        e.observe(&rec("x", Level::Error, "e", 101 * S), 2, 101 * S);
+        e.see(&rec("x", Level::Error, "e", 101 * S), 2, 101 * S);
         let fired = flush(&mut e, 101 * S);
         assert_eq!((fired[0].kind, fired[0].count), (Kind::Firing, 5));
         for i in 0..20 {
-            e.observe(&rec("x", Level::Error, "e", 110 * S), 3 + i, 110 * S);
+            e.see(&rec("x", Level::Error, "e", 110 * S), 3 + i, 110 * S);
         }
         assert!(
             flush(&mut e, 140 * S).is_empty(),
@@ -1080,7 +1086,7 @@ repeat_interval_secs = 600
         let mut feed = |e: &mut Engine, t: i64| {
             for _ in 0..5 {
                 seq += 1;
-                e.observe(&rec("x", Level::Error, "e", t), seq, t);
+                e.see(&rec("x", Level::Error, "e", t), seq, t);
             }
         };
         feed(&mut e, 1000 * S);
@@ -1094,7 +1100,7 @@ repeat_interval_secs = 600
         // Records from long ago do not count.
         let mut late = Engine::new(rules(THRESHOLD), 100, "a", 0);
         for i in 0..10 {
-            late.observe(&rec("x", Level::Error, "e", 10 * S), i, 500 * S);
+            late.see(&rec("x", Level::Error, "e", 10 * S), i, 500 * S);
         }
         assert!(flush(&mut late, 500 * S).is_empty());
     }
@@ -1118,7 +1124,7 @@ group_interval_secs = 5
         let mut log = Vec::new();
         let mut t = 0;
         let beat = |e: &mut Engine, t: i64| {
-            e.observe(
+            e.see(
                 &rec("billing", Level::Info, "ok", t * S),
                 t as u64 + 1,
                 t * S,
@@ -1171,7 +1177,7 @@ group_interval_secs = 5
     fn the_group_cap_refuses_and_counts() {
         let mut e = Engine::new(rules(EVERY), 3, "a", 0);
         for i in 0..10 {
-            e.observe(&rec(&format!("svc{i}"), Level::Error, "x", S), 1, S);
+            e.see(&rec(&format!("svc{i}"), Level::Error, "x", S), 1, S);
         }
         assert_eq!(e.group_count(), 3);
         assert_eq!(e.stats.groups_refused, 7);
@@ -1209,7 +1215,7 @@ group_interval_secs = 5
             } else {
                 format!("boom {i}")
             };
-            e.observe(&rec("checkout", Level::Error, &msg, i * S), 1, S);
+            e.see(&rec("checkout", Level::Error, &msg, i * S), 1, S);
         }
         let due = e.due(10 * S);
         let n = e.notification(&due[0], "k-0".into(), Some("http://q:8080/"), 10 * S);
@@ -1245,7 +1251,7 @@ group_interval_secs = 5
                     }
                 }
                 t += gap;
-                e.observe(&rec("checkout", Level::Error, "x", t * S), seq as u64 + 1, t * S);
+                e.see(&rec("checkout", Level::Error, "x", t * S), seq as u64 + 1, t * S);
             }
             for s in 0..200 {
                 for d in flush(&mut e, (t + s) * S) {

@@ -2,6 +2,10 @@
 //!
 //! ```text
 //! sluice up [--config F] [--data-dir D]   everything on this machine
+//! sluice filterer --config F              the stream into per-app blobs
+//! sluice aggregator --config F            error groups, owners, hourly counts
+//! sluice alerter --config F               alert rules and notification delivery
+//! sluice alerts list|silence|expire       silences and firing alerts
 //! sluice check --config F                 validate a configuration file
 //! ```
 //!
@@ -19,7 +23,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sluice_core::config::{Config, FileSourceConfig, HttpConfig, Name, SyslogConfig};
+use sluice_core::config::{
+    Config, FileSourceConfig, HttpConfig, Name, ReceiverConfig, ReceiverKind, SyslogConfig,
+};
+
+mod alerts;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +63,27 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the error aggregator: error groups by fingerprint, owner
+    /// notifications, per-hour counts.
+    Aggregator {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the alerter: alert rules, system alerts, notification delivery.
+    Alerter {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Look at and silence alerts.
+    Alerts {
+        /// Configuration file (for `[nats]`; defaults when absent).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: alerts::AlertsCmd,
+    },
     /// Validate a configuration file and exit (exit code 2 when invalid).
     Check {
         /// Configuration file.
@@ -78,6 +107,40 @@ fn main() -> ExitCode {
                     .await
                     .map_err(anyhow::Error::from)
             })
+        }
+        Cmd::Aggregator { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            sluice_core::telemetry::init();
+            run_role(async move {
+                sluice_aggregator::run(config, sluice_core::shutdown::signal())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+        Cmd::Alerter { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            sluice_core::telemetry::init();
+            run_role(async move {
+                sluice_alerter::run(config, sluice_core::shutdown::signal())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+        Cmd::Alerts { config, command } => {
+            let config = match config {
+                Some(path) => match load(&path) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                },
+                None => Config::default(),
+            };
+            run_role(alerts::run(config, command))
         }
         Cmd::Up {
             config,
@@ -256,6 +319,19 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
     if config.agent.http.is_none() {
         config.agent.http = Some(HttpConfig::default());
     }
+    // Without receivers, notifications go to this process's log.
+    if config.receivers.is_empty() {
+        config.receivers.push(ReceiverConfig {
+            name: "log".into(),
+            kind: ReceiverKind::Log,
+            url: None,
+            secret: None,
+            rate_per_minute: 600,
+            timeout_secs: 10,
+        });
+        config.aggregator.default_receiver = Some("log".into());
+        config.alerter.system_receiver = Some("log".into());
+    }
     sluice_agent::validate(&config)?;
     let admin = config.agent.admin.listen;
     let nats_url = config.nats.url_or_default().to_string();
@@ -275,6 +351,19 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         "  filterer:      http://{}/metrics",
         config.filterer.admin.listen
     );
+    println!(
+        "  aggregator:    http://{}/metrics",
+        config.aggregator.admin.listen
+    );
+    println!(
+        "  alerter:       http://{}/metrics ({} rules)",
+        config.alerter.admin.listen,
+        config.alerter.rules.len()
+    );
+    for r in &config.receivers {
+        let target = r.url.as_deref().unwrap_or("the process log");
+        println!("  receiver:      {} ({:?}) -> {target}", r.name, r.kind);
+    }
     if let Some(s) = &config.agent.syslog {
         for (kind, addr) in [("udp", s.udp), ("tcp", s.tcp), ("tls", s.tls)] {
             if let Some(addr) = addr {
@@ -305,28 +394,51 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let mut agent = tokio::spawn(sluice_agent::run(config.clone(), stopped()));
-        let mut filterer = tokio::spawn(sluice_filterer::run(config, stopped()));
-        let mut first: Option<anyhow::Result<()>> = None;
-        tokio::select! {
-            _ = sluice_core::shutdown::signal() => {}
-            r = &mut agent => first = Some(flatten(r.map(|r| r.map_err(anyhow::Error::from)))),
-            r = &mut filterer => first = Some(flatten(r.map(|r| r.map_err(anyhow::Error::from)))),
-        }
+        let roles: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = vec![
+            ("agent", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_agent::run(c, s).await?) })
+            }),
+            ("filterer", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_filterer::run(c, s).await?) })
+            }),
+            ("aggregator", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_aggregator::run(c, s).await?) })
+            }),
+            ("alerter", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_alerter::run(c, s).await?) })
+            }),
+        ];
+        let (names, mut handles): (Vec<&str>, Vec<_>) = roles.into_iter().unzip();
+        // Wait for the signal, or for any role to end on its own.
+        let first = {
+            let any_ended = futures::future::select_all(handles.iter_mut());
+            tokio::select! {
+                _ = sluice_core::shutdown::signal() => None,
+                (r, i, _) = any_ended => Some((i, flatten(r))),
+            }
+        };
         let _ = stop_tx.send(true);
-        if let Some(result) = first {
-            // One role ended on its own; stop the other and report.
-            if !agent.is_finished() {
-                let _ = agent.await;
-            }
-            if !filterer.is_finished() {
-                let _ = filterer.await;
-            }
-            return result;
+        let mut result = anyhow::Ok(());
+        if let Some((i, r)) = &first
+            && let Err(err) = r
+        {
+            result = Err(anyhow::anyhow!("{} stopped: {err:#}", names[*i]));
         }
-        flatten(agent.await.map(|r| r.map_err(anyhow::Error::from)))?;
-        flatten(filterer.await.map(|r| r.map_err(anyhow::Error::from)))?;
-        anyhow::Ok(())
+        for (i, h) in handles.into_iter().enumerate() {
+            if first.as_ref().is_some_and(|(f, _)| *f == i) {
+                continue;
+            }
+            if let Err(err) = flatten(h.await)
+                && result.is_ok()
+            {
+                result = Err(anyhow::anyhow!("{} stopped: {err:#}", names[i]));
+            }
+        }
+        result
     })?;
     Ok(())
 }

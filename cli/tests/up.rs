@@ -1,5 +1,7 @@
-//! `sluice up` for real: it starts its own nats-server, runs the agent, and
-//! lines written to a tailed file arrive in `LOGS`; SIGTERM stops it all.
+//! `sluice up` for real: it starts its own nats-server, runs the agent and
+//! every tier role; lines written to a tailed file arrive in `LOGS`, are
+//! filed, and their error group is announced in the log; SIGTERM stops it
+//! all.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,6 +22,8 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     let nats_port = free_port();
     let admin_port = free_port();
     let filterer_port = free_port();
+    let aggregator_port = free_port();
+    let alerter_port = free_port();
     let syslog_port = free_port();
     let http_port = free_port();
     let config = tmp.path().join("sluice.toml");
@@ -30,7 +34,9 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
              [agent.limits]\nnice = 0\n[[agent.files]]\ninclude = [\"{}/*.log\"]\napp = \"up\"\n\
              [agent.syslog]\nudp = \"127.0.0.1:{syslog_port}\"\ntcp = \"127.0.0.1:{syslog_port}\"\n\
              [agent.http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-             [filterer]\nflush_interval_secs = 1\n[filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n",
+             [filterer]\nflush_interval_secs = 1\n[filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n\
+             [aggregator.admin]\nlisten = \"127.0.0.1:{aggregator_port}\"\n\
+             [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n",
             tmp.path().join("agent").display(),
             logs.display()
         ),
@@ -132,6 +138,21 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
             .records
             .iter()
             .all(|r| r.app == "up" && r.service == "svc")
+    );
+    // The aggregator groups the 500 errors into one group and tells the
+    // log receiver `sluice up` configures when the file names none.
+    assert!(printed.contains("receiver:      log"), "{printed}");
+    for port in [aggregator_port, alerter_port] {
+        assert_eq!(sluice_core::testing::http_get(port, "/health").0, 200);
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the new-group notice in the log",
+        || {
+            std::fs::read_to_string(tmp.path().join("up.err"))
+                .unwrap_or_default()
+                .contains("new error in up/svc: ERROR up line <num>")
+        },
     );
     // The filterer files them under the data directory.
     let blobs = tmp.path().join("data/blobs/app=up");

@@ -156,6 +156,99 @@ pub fn decode_batch(payload: &[u8]) -> Result<Vec<Record>, DecodeError> {
     Ok(wire.into_iter().map(Record::from).collect())
 }
 
+/// A record borrowed from a payload: decoding it allocates nothing but the
+/// list of attributes. For consumers that look at records without keeping
+/// them (the aggregator, the alerter).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordView<'a> {
+    /// See [`Record::id`].
+    #[serde(borrow)]
+    pub id: &'a str,
+    /// See [`Record::ts`]: nanoseconds since the epoch.
+    pub ts: i64,
+    /// See [`Record::app`].
+    #[serde(borrow)]
+    pub app: &'a str,
+    /// See [`Record::service`].
+    #[serde(borrow)]
+    pub service: &'a str,
+    /// See [`Record::host`].
+    #[serde(borrow)]
+    pub host: &'a str,
+    /// See [`Record::level`].
+    pub level: Level,
+    /// See [`Record::msg`].
+    #[serde(borrow)]
+    pub msg: &'a str,
+    /// See [`Record::attrs`].
+    #[serde(default, borrow)]
+    pub attrs: AttrsView<'a>,
+    /// See [`Record::source`].
+    #[serde(default, borrow)]
+    pub source: &'a str,
+}
+
+/// A record's attributes borrowed from a payload, in payload order (the
+/// first few held inline, without a heap allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttrsView<'a>(pub smallvec::SmallVec<[(&'a str, &'a str); 4]>);
+
+impl<'a> AttrsView<'a> {
+    /// The value of attribute `key`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for AttrsView<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = AttrsView<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of strings to strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = smallvec::SmallVec::new();
+                while let Some((k, v)) = m.next_entry::<&'de str, &'de str>()? {
+                    out.push((k, v));
+                }
+                Ok(AttrsView(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+impl<'a> From<&'a Record> for RecordView<'a> {
+    fn from(r: &'a Record) -> Self {
+        RecordView {
+            id: &r.id,
+            ts: r.ts,
+            app: &r.app,
+            service: &r.service,
+            host: &r.host,
+            level: r.level,
+            msg: &r.msg,
+            attrs: AttrsView(
+                r.attrs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            ),
+            source: &r.source,
+        }
+    }
+}
+
+/// Decodes one wire payload into records borrowed from it.
+pub fn decode_views(payload: &[u8]) -> Result<Vec<RecordView<'_>>, DecodeError> {
+    Ok(rmp_serde::from_slice(payload)?)
+}
+
 /// The subject records of `app` at `level` are published on.
 pub fn subject(app: &str, level: Level) -> String {
     debug_assert!(crate::names::is_valid(app));
@@ -218,6 +311,26 @@ mod tests {
     }
 
     #[test]
+    fn views_borrow_the_same_records() {
+        let records: Vec<Record> = (0..50).map(|i| record(i, Level::Fatal)).collect();
+        let payload = encode_batch(&records);
+        let views = decode_views(&payload).unwrap();
+        let expected: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
+        assert_eq!(views, expected);
+        assert_eq!(views[3].attrs.get("request_id"), Some("req-3"));
+        assert_eq!(views[3].attrs.get("nope"), None);
+        let value = serde_json::json!([{ "id": "a", "ts": 5, "app": "x", "service": "y",
+            "host": "h", "level": "warning", "msg": "m", "extra": [1, 2] }]);
+        let bytes = rmp_serde::to_vec(&value).unwrap();
+        let v = decode_views(&bytes).unwrap();
+        assert_eq!(
+            (v[0].level, v[0].attrs.0.len(), v[0].source),
+            (Level::Warn, 0, "")
+        );
+        assert!(decode_views(b"\xc1garbage").is_err());
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(decode_batch(b"\xc1\xc1garbage").is_err());
         assert!(decode_batch(&[]).is_err());
@@ -235,6 +348,7 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_batch(&bytes);
+            let _ = decode_views(&bytes);
         }
 
         #[test]

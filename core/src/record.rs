@@ -93,6 +93,16 @@ impl Level {
     /// libraries and syslog (`warning`, `err`, `crit`, `panic` …), ignoring
     /// case. Returns `None` for anything else.
     pub fn from_alias(word: &str) -> Option<Level> {
+        // The canonical names (what the wire carries) without allocating.
+        match word {
+            "TRACE" => return Some(Level::Trace),
+            "DEBUG" => return Some(Level::Debug),
+            "INFO" => return Some(Level::Info),
+            "WARN" => return Some(Level::Warn),
+            "ERROR" => return Some(Level::Error),
+            "FATAL" => return Some(Level::Fatal),
+            _ => {}
+        }
         let lower = word.trim().to_ascii_lowercase();
         let level = match lower.as_str() {
             "trace" | "trc" | "finest" | "finer" => Level::Trace,

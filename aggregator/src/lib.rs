@@ -1,0 +1,737 @@
+//! The error aggregator: groups error messages by fingerprint, tells each
+//! app's owner about new, regressed and spiking groups, and keeps per-hour
+//! counts of every record.
+//!
+//! ```text
+//!  LOGS ─ durable "aggregator-error" (logs.*.error) ─┐
+//!       ─ durable "aggregator-fatal" (logs.*.fatal) ─┴─> Grouper ─ every second ─> KV sluice_error_groups
+//!                                                   (fingerprint, deltas)        (compare-and-set merge)
+//!                                                                                   │ new / regressed / spike
+//!                                                                                   v
+//!                                                                    SLUICE_OUTBOX ─> owner's receiver
+//!  LOGS ─ durable "aggregator-counts" (logs.>) ─> Tally ─ every 2 s ─> KV sluice_counts (<app>.<YYYYMMDDHH>)
+//! ```
+//!
+//! * Messages are acknowledged only after what they contributed is written
+//!   to KV: a crash loses nothing (JetStream redelivers). The price is that
+//!   a crash between the write and the acknowledgement counts that second's
+//!   occurrences twice; groups and counts are statistics, and the records
+//!   themselves are never duplicated.
+//! * Several aggregators can share the durable consumers: every write is a
+//!   compare-and-set merge, and a notification is published with an id
+//!   made of the group key and the revision it was decided on, so two
+//!   instances deciding the same thing store one notification.
+//! * Memory is bounded: deltas are written once [`AggregatorConfig::max_groups`]
+//!   groups are pending, and the cache of known groups evicts the least
+//!   recently used beyond the same cap (counted in `groups_evicted`).
+//!
+//! Two consumers for errors rather than one with two filters: servers older
+//! than 2.10 allow one filter subject per consumer.
+//!
+//! [`AggregatorConfig::max_groups`]: sluice_core::config::AggregatorConfig::max_groups
+
+pub mod counts;
+pub mod fingerprint;
+pub mod groups;
+pub mod metrics;
+pub mod read;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, kv};
+use futures::StreamExt;
+use prometheus_client::registry::Registry;
+use sluice_alerter::deliver::Deliverer;
+use sluice_alerter::notification::{Kind, Notification};
+use sluice_alerter::outbox;
+use sluice_alerter::policy::Backoff;
+use sluice_core::codec::decode_views;
+use sluice_core::config::{AggregatorConfig, Config, host_name};
+use sluice_core::record::now_nanos;
+
+use crate::counts::{Tally, empty_hour, hour_key};
+use crate::groups::{Delta, ErrorGroup, Grouper, MergeOptions, merge};
+use crate::metrics::AggregatorMetrics;
+
+pub use crate::read::Reader;
+
+/// KV bucket of error groups.
+pub const GROUPS_BUCKET: &str = "sluice_error_groups";
+/// KV bucket of per-hour counts.
+pub const COUNTS_BUCKET: &str = "sluice_counts";
+/// Durable consumers: errors, fatals, everything (counts).
+pub const CONSUMERS: [(&str, &str); 3] = [
+    ("aggregator-error", "logs.*.error"),
+    ("aggregator-fatal", "logs.*.fatal"),
+    ("aggregator-counts", "logs.>"),
+];
+const GROUP_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+const COUNTS_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
+const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Messages held unacknowledged at most before a write is forced (besides
+/// the write every second).
+pub const MAX_HELD: usize = 5_000;
+const NS: i64 = 1_000_000_000;
+
+/// Why the aggregator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// NATS could not be reached with these settings.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The admin endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+type Consumer = jetstream::consumer::Consumer<pull::Config>;
+
+async fn setup(
+    js: &jetstream::Context,
+    config: &Config,
+) -> Result<(Vec<Consumer>, kv::Store, kv::Store, kv::Store), String> {
+    sluice_core::nats::ensure_stream(js, &config.nats)
+        .await
+        .map_err(|e| e.to_string())?;
+    let claims = outbox::ensure(js, &config.nats).await?;
+    let replicas = config.nats.replicas;
+    let groups = sluice_core::nats::ensure_kv(js, GROUPS_BUCKET, GROUP_MAX_AGE, replicas)
+        .await
+        .map_err(|e| e.to_string())?;
+    let counts = sluice_core::nats::ensure_kv(js, COUNTS_BUCKET, COUNTS_MAX_AGE, replicas)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = js
+        .get_stream(&config.nats.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumers = Vec::new();
+    for (name, filter) in CONSUMERS {
+        let c = stream
+            .get_or_create_consumer(
+                name,
+                pull::Config {
+                    durable_name: Some(name.into()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: 20_000,
+                    filter_subject: filter.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("consumer {name}: {e}"))?;
+        consumers.push(c);
+    }
+    Ok((consumers, groups, counts, claims))
+}
+
+/// Runs the aggregator until `shutdown` completes, then writes what it
+/// holds and acknowledges it.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AggregatorError> {
+    let acfg = config.aggregator.clone();
+    let instance =
+        sluice_core::names::normalize(&acfg.id.clone().unwrap_or_else(host_name)).into_owned();
+    let mut registry = Registry::default();
+    let metrics = AggregatorMetrics::register(&mut registry);
+    let deliverer =
+        Deliverer::new(&config.receivers, Backoff::default()).map_err(AggregatorError::Config)?;
+    let listener = tokio::net::TcpListener::bind(acfg.admin.listen)
+        .await
+        .map_err(|source| AggregatorError::Listen {
+            addr: acfg.admin.listen,
+            source,
+        })?;
+    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-aggregator {instance}"))
+        .await
+        .map_err(|e| AggregatorError::Nats(e.to_string()))?;
+    let js = jetstream::new(client);
+    let mut shutdown = Box::pin(shutdown);
+    let (consumers, groups_kv, counts_kv, claims) = loop {
+        tokio::select! {
+            r = setup(&js, &config) => match r {
+                Ok(parts) => break parts,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot set up the consumers and buckets yet, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        }
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let delivery = tokio::spawn(outbox::deliver_loop(
+        js.clone(),
+        claims,
+        deliverer,
+        instance.clone(),
+        metrics.delivery.clone(),
+        stopped(),
+    ));
+    let heartbeat = Arc::new(AtomicI64::new(now_nanos()));
+    let admin = {
+        let heartbeat = heartbeat.clone();
+        let stall_ns = i64::try_from(acfg.admin.stall_secs)
+            .unwrap_or(i64::MAX / NS)
+            .saturating_mul(NS);
+        let check: sluice_core::admin::HealthCheck = Arc::new(move || {
+            let idle = now_nanos() - heartbeat.load(Ordering::Relaxed);
+            if idle > stall_ns {
+                Err(format!("no successful write for {}s", idle / NS))
+            } else {
+                Ok(())
+            }
+        });
+        tokio::spawn(sluice_core::admin::serve(
+            listener,
+            Arc::new(registry),
+            check,
+            stopped(),
+        ))
+    };
+    tracing::info!(instance = %instance, admin = %acfg.admin.listen, "aggregator running");
+
+    let mut consumers = consumers.into_iter();
+    let (Some(error_c), Some(fatal_c), Some(counts_c)) =
+        (consumers.next(), consumers.next(), consumers.next())
+    else {
+        return Err(AggregatorError::Nats("consumers missing".into()));
+    };
+    let errors = ErrorWriter {
+        js: js.clone(),
+        kv: groups_kv,
+        metrics: metrics.clone(),
+        config: acfg.clone(),
+        cache: Cache::new(acfg.max_groups),
+        heartbeat: heartbeat.clone(),
+    };
+    let errors_task = tokio::spawn(errors.run(vec![error_c, fatal_c], stopped()));
+    let counts = CountWriter {
+        kv: counts_kv,
+        metrics: metrics.clone(),
+    };
+    let counts_task = tokio::spawn(counts.run(counts_c, stopped()));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = errors_task.await;
+    let _ = counts_task.await;
+    let _ = delivery.await;
+    let _ = admin.await;
+    tracing::info!("aggregator stopped");
+    Ok(())
+}
+
+/// Messages from several consumers as one stream, reopened on errors.
+async fn pull_batch(
+    streams: &mut [Option<pull::Stream>],
+    consumers: &[Consumer],
+    wait: Duration,
+    max: usize,
+) -> Vec<jetstream::Message> {
+    let mut out = Vec::new();
+    for (slot, consumer) in streams.iter_mut().zip(consumers) {
+        if slot.is_none() {
+            *slot = consumer.messages().await.ok();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    'outer: while out.len() < max {
+        let mut any = false;
+        for slot in streams.iter_mut() {
+            let Some(stream) = slot else { continue };
+            // Take what is ready without waiting.
+            loop {
+                match futures::FutureExt::now_or_never(stream.next()) {
+                    Some(Some(Ok(m))) => {
+                        out.push(m);
+                        any = true;
+                        if out.len() >= max {
+                            break 'outer;
+                        }
+                    }
+                    Some(Some(Err(err))) => {
+                        tracing::debug!(error = %err, "pull interrupted, reopening");
+                        *slot = None;
+                        break;
+                    }
+                    Some(None) => {
+                        *slot = None;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        if !any {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    out
+}
+
+/// Known groups and their KV revisions, least recently used evicted.
+struct Cache {
+    map: HashMap<String, (u64, ErrorGroup, u64)>,
+    cap: usize,
+    tick: u64,
+}
+
+impl Cache {
+    fn new(cap: usize) -> Cache {
+        Cache {
+            map: HashMap::new(),
+            cap: cap.max(1),
+            tick: 0,
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<(u64, ErrorGroup)> {
+        self.map.remove(key).map(|(r, g, _)| (r, g))
+    }
+
+    /// Inserts, evicting the least recently used tenth when full; returns
+    /// how many were evicted.
+    fn insert(&mut self, key: String, revision: u64, group: ErrorGroup) -> usize {
+        self.tick += 1;
+        self.map.insert(key, (revision, group, self.tick));
+        if self.map.len() <= self.cap {
+            return 0;
+        }
+        let mut ages: Vec<u64> = self.map.values().map(|v| v.2).collect();
+        let n = (self.cap / 10).max(1).min(ages.len() - 1);
+        let (_, cut, _) = ages.select_nth_unstable(n);
+        let cut = *cut;
+        let before = self.map.len();
+        self.map.retain(|_, v| v.2 > cut);
+        before - self.map.len()
+    }
+}
+
+struct ErrorWriter {
+    js: jetstream::Context,
+    kv: kv::Store,
+    metrics: AggregatorMetrics,
+    config: AggregatorConfig,
+    cache: Cache,
+    heartbeat: Arc<AtomicI64>,
+}
+
+impl ErrorWriter {
+    async fn run(
+        mut self,
+        consumers: Vec<Consumer>,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) {
+        let mut stop = std::pin::pin!(stop);
+        let mut streams: Vec<Option<pull::Stream>> = consumers.iter().map(|_| None).collect();
+        let mut grouper = Grouper::new(self.config.samples);
+        let mut held: Vec<jetstream::Message> = Vec::new();
+        let mut last_write = Instant::now();
+        loop {
+            let stopping = futures::FutureExt::now_or_never(&mut stop).is_some();
+            if !stopping {
+                let batch =
+                    pull_batch(&mut streams, &consumers, Duration::from_millis(200), 1_000).await;
+                for msg in batch {
+                    match decode_views(&msg.payload) {
+                        Ok(records) => {
+                            self.metrics.errors_in.inc_by(records.len() as u64);
+                            for r in &records {
+                                grouper.add(r);
+                            }
+                        }
+                        Err(err) => {
+                            self.metrics.decode_errors.inc();
+                            tracing::warn!(subject = %msg.subject, error = %err, "a stream message does not decode; skipped");
+                        }
+                    }
+                    held.push(msg);
+                }
+            }
+            let due = last_write.elapsed() >= Duration::from_secs(1)
+                || grouper.len() >= self.config.max_groups
+                || held.len() >= MAX_HELD
+                || stopping;
+            if !due {
+                continue;
+            }
+            last_write = Instant::now();
+            if grouper.is_empty() {
+                self.heartbeat.store(now_nanos(), Ordering::Relaxed);
+                ack_all(&mut held).await;
+            } else {
+                let started = Instant::now();
+                let failed = self.write(grouper.take()).await;
+                self.metrics
+                    .flush_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if failed.is_empty() {
+                    self.heartbeat.store(now_nanos(), Ordering::Relaxed);
+                    ack_all(&mut held).await;
+                } else {
+                    // Kept for the next write; their messages stay held.
+                    grouper.put_back(failed);
+                    for m in &held {
+                        let _ = m.ack_with(jetstream::AckKind::Progress).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            if stopping && (grouper.is_empty() || last_write.elapsed() > Duration::from_secs(30)) {
+                break;
+            }
+        }
+    }
+
+    /// Writes the deltas, a few at a time; returns the ones that failed.
+    async fn write(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
+        let now = now_nanos();
+        let opts = MergeOptions {
+            quiet_period_ns: i64::try_from(self.config.quiet_period_secs)
+                .unwrap_or(i64::MAX / NS)
+                .saturating_mul(NS),
+            spike_factor: self.config.spike_factor,
+            spike_min_count: self.config.spike_min_count,
+            samples: self.config.samples,
+            version: fingerprint::NORMALIZATION_VERSION,
+        };
+        let mut inputs = Vec::with_capacity(deltas.len());
+        for d in deltas {
+            let cached = self.cache.take(&d.key());
+            let receiver = self.receiver_of(&d.app);
+            inputs.push((d, cached, receiver));
+        }
+        let (js, bucket, metrics) = (&self.js, &self.kv, &self.metrics);
+        let query_url = self.config.query_url.as_deref();
+        let jobs: Vec<_> = inputs
+            .into_iter()
+            .map(|(d, cached, receiver)| {
+                write_group(
+                    js, bucket, metrics, query_url, d, cached, receiver, opts, now,
+                )
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        for r in results {
+            match r {
+                Ok((key, revision, group)) => {
+                    let evicted = self.cache.insert(key, revision, group);
+                    self.metrics.groups_evicted.inc_by(evicted as u64);
+                }
+                Err((d, err)) => {
+                    tracing::warn!(group = %d.key(), error = %err, "cannot write an error group yet");
+                    failed.push(d);
+                }
+            }
+        }
+        self.metrics.groups_cached.set(self.cache.map.len() as i64);
+        failed
+    }
+
+    fn receiver_of(&self, app: &str) -> Option<String> {
+        self.config
+            .owners
+            .iter()
+            .find(|o| o.app.as_str() == app)
+            .map(|o| o.receiver.clone())
+            .or_else(|| self.config.default_receiver.clone())
+    }
+}
+
+async fn ack_all(held: &mut Vec<jetstream::Message>) {
+    let acks = held.drain(..).map(|m| async move {
+        if let Err(err) = m.ack().await {
+            tracing::debug!(error = %err, "ack failed; the message will be redelivered");
+        }
+    });
+    futures::future::join_all(acks).await;
+}
+
+/// The notification telling an owner about a group.
+pub fn group_notification(
+    g: &ErrorGroup,
+    kind: Kind,
+    id: String,
+    receiver: String,
+    query_url: Option<&str>,
+    now: i64,
+) -> Notification {
+    let short = sluice_alerter::notification::truncate_bytes(&g.template, 120);
+    let title = match kind {
+        Kind::Regressed => format!("error is back in {}/{}: {short}", g.app, g.service),
+        Kind::Spike => format!(
+            "error spiking in {}/{}: {}/min, usually {:.0}: {short}",
+            g.app, g.service, g.minute_count, g.baseline_per_minute
+        ),
+        _ => format!("new error in {}/{}: {short}", g.app, g.service),
+    };
+    let link = query_url.map(|base| {
+        sluice_alerter::rules::search_link(
+            base,
+            &g.app,
+            Some(&g.service),
+            g.level,
+            g.first_seen.min(now - 3600 * NS),
+            now,
+        )
+    });
+    Notification {
+        id,
+        receiver,
+        kind,
+        title,
+        source: "aggregator".into(),
+        rule: None,
+        app: g.app.clone(),
+        service: Some(g.service.clone()),
+        level: Some(g.level),
+        count: if kind == Kind::Spike {
+            g.minute_count
+        } else {
+            g.count
+        },
+        window_secs: (kind == Kind::Spike).then_some(60),
+        labels: Default::default(),
+        fingerprint: Some(g.fingerprint.clone()),
+        template: Some(g.template.clone()),
+        samples: g.samples.clone(),
+        first_seen: g.first_seen,
+        last_seen: g.last_seen,
+        link,
+        created: now,
+    }
+}
+
+/// Merges one delta into its group by compare-and-set, publishing the
+/// owner's notification first when the merge calls for one.
+#[allow(clippy::too_many_arguments)]
+async fn write_group(
+    js: &jetstream::Context,
+    bucket: &kv::Store,
+    metrics: &AggregatorMetrics,
+    query_url: Option<&str>,
+    d: Delta,
+    cached: Option<(u64, ErrorGroup)>,
+    receiver: Option<String>,
+    opts: MergeOptions,
+    now: i64,
+) -> Result<(String, u64, ErrorGroup), (Delta, String)> {
+    let key = d.key();
+    let mut current = cached;
+    for _ in 0..10 {
+        let (revision, stored) = match current.take() {
+            Some((r, g)) => (r, Some(g)),
+            None => match bucket.entry(&key).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => (
+                    e.revision,
+                    serde_json::from_slice::<ErrorGroup>(&e.value).ok(),
+                ),
+                Ok(Some(e)) => (e.revision, None),
+                Ok(None) => (0, None),
+                Err(err) => return Err((d, err.to_string())),
+            },
+        };
+        let (group, kind) = merge(stored.as_ref(), &d, &opts, now);
+        if let Some(kind) = kind {
+            match &receiver {
+                Some(receiver) => {
+                    let n = group_notification(
+                        &group,
+                        kind,
+                        format!("{key}-{revision}"),
+                        receiver.clone(),
+                        query_url,
+                        now,
+                    );
+                    if let Err(err) = outbox::publish(js, &n).await {
+                        return Err((d, err));
+                    }
+                }
+                None => {
+                    metrics.unowned.inc();
+                }
+            }
+        }
+        let value = match serde_json::to_vec(&group) {
+            Ok(v) => bytes::Bytes::from(v),
+            Err(err) => return Err((d, err.to_string())),
+        };
+        let written = if revision == 0 {
+            bucket.create(&key, value).await.map_err(|e| e.to_string())
+        } else {
+            bucket
+                .update(&key, value, revision)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match written {
+            Ok(new_revision) => {
+                metrics.group_writes.inc();
+                if let Some(kind) = kind {
+                    metrics.notifications.inc();
+                    if receiver.is_some() {
+                        metrics.delivery.published(kind.as_str());
+                    }
+                    if kind == Kind::NewGroup {
+                        metrics.groups_new.inc();
+                    }
+                }
+                return Ok((key, new_revision, group));
+            }
+            Err(_) => {
+                // Changed by another instance (or the cache was stale).
+                metrics.write_conflicts.inc();
+            }
+        }
+    }
+    Err((d, "too many concurrent changes".into()))
+}
+
+struct CountWriter {
+    kv: kv::Store,
+    metrics: AggregatorMetrics,
+}
+
+impl CountWriter {
+    async fn run(self, consumer: Consumer, stop: impl std::future::Future<Output = ()> + Send) {
+        let mut stop = std::pin::pin!(stop);
+        let consumers = [consumer];
+        let mut streams = vec![None];
+        let mut tally = Tally::default();
+        let mut held = Vec::new();
+        let mut last_write = Instant::now();
+        loop {
+            let stopping = futures::FutureExt::now_or_never(&mut stop).is_some();
+            if !stopping {
+                for msg in
+                    pull_batch(&mut streams, &consumers, Duration::from_millis(200), 2_000).await
+                {
+                    match decode_views(&msg.payload) {
+                        Ok(records) => {
+                            for r in &records {
+                                let app = sluice_core::names::normalize(r.app);
+                                tally.add(&app, r.service, r.level, r.ts);
+                            }
+                        }
+                        Err(_) => {
+                            self.metrics.decode_errors.inc();
+                        }
+                    }
+                    held.push(msg);
+                }
+            }
+            let due = last_write.elapsed() >= Duration::from_secs(2)
+                || tally.cells() >= 10_000
+                || held.len() >= MAX_HELD
+                || stopping;
+            if !due {
+                continue;
+            }
+            last_write = Instant::now();
+            let records = tally.records();
+            let cells = tally.take();
+            let mut failed = Vec::new();
+            let writes: Vec<_> = cells
+                .into_iter()
+                .map(|cell| async {
+                    let r = add_counts(&self.kv, &cell.0.0, cell.0.1, &cell.1).await;
+                    (cell, r)
+                })
+                .collect();
+            let results: Vec<_> = futures::stream::iter(writes)
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            for (cell, r) in results {
+                if let Err(err) = r {
+                    tracing::warn!(app = %cell.0.0, error = %err, "cannot write hourly counts yet");
+                    failed.push(cell);
+                }
+            }
+            if failed.is_empty() {
+                self.metrics.records_counted.inc_by(records);
+                ack_all(&mut held).await;
+            } else {
+                for ((app, hour), services) in failed {
+                    for (service, levels) in services {
+                        for (level, n) in levels {
+                            tally.add_n(&app, &service, level, hour * 3600 * NS, n);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if stopping && (tally.cells() == 0 || last_write.elapsed() > Duration::from_secs(30)) {
+                break;
+            }
+        }
+    }
+}
+
+async fn add_counts(
+    bucket: &kv::Store,
+    app: &str,
+    hour: i64,
+    add: &counts::ServiceCounts,
+) -> Result<(), String> {
+    let key = hour_key(app, hour);
+    for _ in 0..20 {
+        let entry = bucket.entry(&key).await.map_err(|e| e.to_string())?;
+        let (revision, mut stored) = match entry {
+            Some(e) if e.operation == kv::Operation::Put => (
+                e.revision,
+                serde_json::from_slice(&e.value).unwrap_or_else(|_| empty_hour(app, hour)),
+            ),
+            Some(e) => (e.revision, empty_hour(app, hour)),
+            None => (0, empty_hour(app, hour)),
+        };
+        stored.add(add);
+        let value: bytes::Bytes = serde_json::to_vec(&stored)
+            .map_err(|e| e.to_string())?
+            .into();
+        let written = if revision == 0 {
+            bucket
+                .create(&key, value)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            bucket
+                .update(&key, value, revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        if written.is_ok() {
+            return Ok(());
+        }
+    }
+    Err("too many concurrent changes".into())
+}

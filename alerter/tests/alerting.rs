@@ -1,0 +1,424 @@
+//! The alerter end to end: a real nats-server, real alerter instances in
+//! this process, and a real webhook receiver started by the test. Storms,
+//! receiver outages with an alerter restart in the middle, three instances
+//! on one stream, and absence firing and resolving.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use sluice_alerter::AlerterError;
+use sluice_core::Level;
+use sluice_core::config::Config;
+use sluice_core::record::parse_ts;
+use sluice_core::testing::{Hook, Hooks, NatsServer, free_port, publish_records, test_record};
+
+struct Alerter {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), AlerterError>>,
+}
+
+impl Alerter {
+    async fn start(config: &str) -> Alerter {
+        let config = Config::parse(config).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(sluice_alerter::run(config, async move {
+            let _ = rx.await;
+        }));
+        Alerter {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn config(nats: &NatsServer, hooks: &Hooks, id: &str, rules: &str) -> String {
+    format!(
+        r#"
+[nats]
+url = "{url}"
+[[receivers]]
+name = "hook"
+kind = "webhook"
+url = "{hook}"
+secret = "k"
+rate_per_minute = 100000
+timeout_secs = 2
+[alerter]
+id = "{id}"
+retry_max_secs = 2
+admin = {{ listen = "127.0.0.1:{admin}" }}
+{rules}
+"#,
+        url = nats.url(),
+        hook = hooks.url("/hook"),
+        admin = free_port(),
+    )
+}
+
+/// A JetStream context, once an alerter has set up the streams.
+async fn js(nats: &NatsServer) -> jetstream::Context {
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while js.get_stream("LOGS").await.is_err()
+        || js.get_stream(sluice_alerter::outbox::STREAM).await.is_err()
+    {
+        assert!(Instant::now() < deadline, "the alerter set up no streams");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    js
+}
+
+async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn field<'a>(h: &'a Hook, name: &str) -> &'a serde_json::Value {
+    &h.body[name]
+}
+
+fn rule_of(h: &Hook) -> &str {
+    field(h, "rule").as_str().unwrap_or_default()
+}
+
+fn count_of(h: &Hook) -> u64 {
+    field(h, "count").as_u64().unwrap()
+}
+
+fn created_of(h: &Hook) -> i64 {
+    parse_ts(field(h, "created").as_str().unwrap()).unwrap()
+}
+
+fn label(h: &Hook, name: &str) -> String {
+    field(h, "labels")[name]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Sum of the counts of `rule`'s notifications, by `service` label.
+fn sums(got: &[Hook], rule: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for h in got.iter().filter(|h| rule_of(h) == rule) {
+        *out.entry(label(h, "service")).or_default() += count_of(h);
+    }
+    out
+}
+
+fn assert_unique_ids(got: &[Hook]) {
+    let mut seen = HashSet::new();
+    for h in got {
+        assert!(!h.id.is_empty(), "a delivery without X-Sluice-Id");
+        assert_eq!(field(h, "id").as_str(), Some(h.id.as_str()));
+        assert!(seen.insert(h.id.clone()), "delivered twice: {}", h.id);
+    }
+}
+
+/// Each group's notifications of `rule` are at least `interval` apart.
+fn assert_spaced(got: &[Hook], rule: &str, interval: Duration) {
+    let mut by_group: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for h in got.iter().filter(|h| rule_of(h) == rule) {
+        by_group
+            .entry(label(h, "service"))
+            .or_default()
+            .push(created_of(h));
+    }
+    for (group, mut times) in by_group {
+        times.sort();
+        for w in times.windows(2) {
+            assert!(
+                w[1] - w[0] >= interval.as_nanos() as i64,
+                "{rule}/{group}: two notifications {} ms apart",
+                (w[1] - w[0]) / 1_000_000
+            );
+        }
+    }
+}
+
+const SERVICES: [&str; 4] = ["checkout", "cart", "search", "auth"];
+
+async fn burst(js: &jetstream::Context, n: usize, services: &[&str]) {
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            test_record(
+                "shop",
+                services[i % services.len()],
+                Level::Error,
+                "web-1",
+                &format!("payment {i} declined"),
+            )
+        })
+        .collect();
+    publish_records(js, &records, 500).await;
+}
+
+const STORM_RULES: &str = r#"
+[[alerter.rules]]
+name = "every-error"
+app = "shop"
+kind = "every"
+group_by = ["service"]
+receiver = "hook"
+group_wait_secs = 1
+group_interval_secs = 4
+[[alerter.rules]]
+name = "too-many"
+app = "shop"
+kind = "threshold"
+threshold = 1000
+window_secs = 60
+group_by = ["service"]
+receiver = "hook"
+group_wait_secs = 1
+group_interval_secs = 4
+repeat_interval_secs = 3600
+"#;
+
+/// 100k matching errors within 10 s: at most one notification per group per
+/// group_interval, and the counts add up exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_is_grouped_with_exact_counts() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    let alerter = Alerter::start(&config(&nats, &hooks, "a1", STORM_RULES)).await;
+    let js = js(&nats).await;
+    let started = Instant::now();
+    for round in 0..10u32 {
+        burst(&js, 10_000, &SERVICES).await;
+        let next = started + Duration::from_secs(u64::from(round) + 1);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "the storm took {:?}",
+        started.elapsed()
+    );
+    wait_for(Duration::from_secs(60), "every error reported", || {
+        sums(&hooks.got(), "every-error").values().sum::<u64>() == 100_000
+    })
+    .await;
+    // Nothing more arrives afterwards.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let got = hooks.got();
+    assert_unique_ids(&got);
+    let every = sums(&got, "every-error");
+    for s in SERVICES {
+        assert_eq!(every[s], 25_000, "{s}: {every:?}");
+    }
+    assert_spaced(&got, "every-error", Duration::from_secs(4));
+    let storm_secs = 12;
+    let per_group = got.iter().filter(|h| rule_of(h) == "every-error").count() / 4;
+    assert!(
+        per_group <= storm_secs / 4 + 2,
+        "{per_group} notifications per group"
+    );
+    let threshold: Vec<_> = got.iter().filter(|h| rule_of(h) == "too-many").collect();
+    assert_eq!(threshold.len(), 4, "one firing notice per service");
+    for h in threshold {
+        assert_eq!(field(h, "kind"), "firing");
+        assert!(count_of(h) >= 1000, "{}", h.body);
+        assert_eq!(field(h, "window_secs"), 60);
+    }
+    alerter.stop().await;
+}
+
+const EVERY_FAST: &str = r#"
+[[alerter.rules]]
+name = "every-error"
+app = "shop"
+kind = "every"
+group_by = ["service"]
+receiver = "hook"
+group_wait_secs = 0
+group_interval_secs = 2
+"#;
+
+/// The receiver refuses connections for 30 s, and the alerter is restarted
+/// in the middle: once the receiver is back, every notification arrives
+/// exactly once and the counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_30s_gets_everything_once() {
+    let nats = NatsServer::start();
+    let mut hooks = Hooks::new();
+    let first = Alerter::start(&config(&nats, &hooks, "a1", EVERY_FAST)).await;
+    let js = js(&nats).await;
+    let down_since = Instant::now();
+    let services = &SERVICES[..3];
+    let mut sent = 0u64;
+    for _ in 0..4 {
+        burst(&js, 300, services).await;
+        sent += 300;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    first.stop().await;
+    let second = Alerter::start(&config(&nats, &hooks, "a2", EVERY_FAST)).await;
+    for _ in 0..4 {
+        burst(&js, 300, services).await;
+        sent += 300;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let outbox = || async {
+        let mut s = js.get_stream(sluice_alerter::outbox::STREAM).await.unwrap();
+        s.info().await.unwrap().state.messages
+    };
+    tokio::time::sleep_until((down_since + Duration::from_secs(30)).into()).await;
+    let pending = outbox().await;
+    assert!(pending >= 6, "only {pending} notifications pending");
+    assert!(hooks.got().is_empty());
+    hooks.listen().await;
+    wait_for(Duration::from_secs(60), "the pending notifications", || {
+        sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let got = hooks.got();
+    assert_unique_ids(&got);
+    let every = sums(&got, "every-error");
+    for s in services {
+        assert_eq!(every[*s], sent / 3, "{s}: {every:?}");
+    }
+    assert_eq!(outbox().await, 0, "the outbox is empty");
+    second.stop().await;
+}
+
+/// Three alerter instances read the same stream: each notification is
+/// delivered once, the counts add up, and the group timers hold across
+/// instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_deliver_each_notification_once() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    let rules = r#"
+[[alerter.rules]]
+name = "every-error"
+app = "shop"
+kind = "every"
+group_by = ["service"]
+receiver = "hook"
+group_wait_secs = 1
+group_interval_secs = 3
+[[alerter.rules]]
+name = "too-many"
+app = "shop"
+kind = "threshold"
+threshold = 200
+window_secs = 60
+group_by = ["service"]
+receiver = "hook"
+group_wait_secs = 0
+group_interval_secs = 3
+repeat_interval_secs = 3600
+"#;
+    let mut alerters = Vec::new();
+    for id in ["a1", "a2", "a3"] {
+        alerters.push(Alerter::start(&config(&nats, &hooks, id, rules)).await);
+    }
+    let js = js(&nats).await;
+    let services = &SERVICES[..3];
+    let mut sent = 0u64;
+    for _ in 0..12 {
+        burst(&js, 300, services).await;
+        sent += 300;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    wait_for(Duration::from_secs(60), "every error reported", || {
+        sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let got = hooks.got();
+    assert_unique_ids(&got);
+    let every = sums(&got, "every-error");
+    for s in services {
+        assert_eq!(every[*s], sent / 3, "{s}: {every:?}");
+    }
+    assert_spaced(&got, "every-error", Duration::from_secs(3));
+    let threshold: Vec<_> = got.iter().filter(|h| rule_of(h) == "too-many").collect();
+    assert_eq!(threshold.len(), 3, "one firing notice per service");
+    for a in alerters {
+        a.stop().await;
+    }
+}
+
+/// `absence` fires when a service goes silent for the window and resolves
+/// when it returns, and a gap shorter than the window does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absence_fires_and_resolves_without_flapping() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    let rules = r#"
+[[alerter.rules]]
+name = "billing-silent"
+app = "shop"
+service = "billing"
+min_level = "INFO"
+kind = "absence"
+window_secs = 4
+receiver = "hook"
+group_wait_secs = 0
+group_interval_secs = 2
+"#;
+    let alerter = Alerter::start(&config(&nats, &hooks, "a1", rules)).await;
+    let js = js(&nats).await;
+    let beat = || async {
+        let r = test_record("shop", "billing", Level::Info, "web-1", "invoice run ok");
+        publish_records(&js, &[r], 1).await;
+        Instant::now()
+    };
+    let beats = |secs: f64| async move {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let mut last = Instant::now();
+        while Instant::now() < until {
+            last = beat().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        last
+    };
+    beats(3.0).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let last = beats(3.0).await;
+    assert!(
+        hooks.got().is_empty(),
+        "a short gap fired: {:?}",
+        hooks.got()
+    );
+    wait_for(Duration::from_secs(15), "the absence alert", || {
+        !hooks.got().is_empty()
+    })
+    .await;
+    let fired = hooks.got()[0].clone();
+    assert_eq!(field(&fired, "kind"), "firing");
+    assert!(
+        fired.at >= last + Duration::from_secs(4),
+        "fired {:?} after the last record",
+        fired.at - last
+    );
+    // Still silent: no repeat, no flapping.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hooks.got().len(), 1);
+    let back = beats(4.0).await;
+    wait_for(Duration::from_secs(15), "the resolve", || {
+        hooks.got().len() >= 2
+    })
+    .await;
+    let got = hooks.got();
+    assert_eq!(field(&got[1], "kind"), "resolved");
+    assert!(got[1].at <= back + Duration::from_secs(8));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hooks.got().len(), 2, "{:?}", hooks.got());
+    alerter.stop().await;
+}
