@@ -247,11 +247,11 @@ group_wait_secs = 0
 group_interval_secs = 2
 "#;
 
-/// The receiver refuses connections for 30 s, and the alerter is restarted
-/// in the middle: once the receiver is back, every notification arrives
-/// exactly once and the counts add up.
+/// The receiver refuses connections for 15 s, then answers 500 for 15 s,
+/// and the alerter is restarted in the middle: once the receiver is back,
+/// every notification arrives exactly once and the counts add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_down_for_30s_gets_everything_once() {
+async fn a_receiver_down_then_failing_for_30s_gets_everything_once() {
     let nats = NatsServer::start();
     let mut hooks = Hooks::new();
     let first = Alerter::start(&config(&nats, &hooks, "a1", EVERY_FAST)).await;
@@ -275,11 +275,14 @@ async fn a_receiver_down_for_30s_gets_everything_once() {
         let mut s = js.get_stream(sluice_alerter::outbox::STREAM).await.unwrap();
         s.info().await.unwrap().state.messages
     };
+    tokio::time::sleep_until((down_since + Duration::from_secs(15)).into()).await;
+    hooks.answer(500);
+    hooks.listen().await;
     tokio::time::sleep_until((down_since + Duration::from_secs(30)).into()).await;
     let pending = outbox().await;
     assert!(pending >= 6, "only {pending} notifications pending");
     assert!(hooks.got().is_empty());
-    hooks.listen().await;
+    hooks.answer(200);
     wait_for(Duration::from_secs(60), "the pending notifications", || {
         sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent
     })
