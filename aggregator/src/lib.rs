@@ -345,13 +345,13 @@ impl ErrorWriter {
         consumers: Vec<Consumer>,
         stop: impl std::future::Future<Output = ()> + Send,
     ) {
-        let mut stop = std::pin::pin!(stop);
+        let mut stop = Stop::new(stop);
         let mut streams: Vec<Option<pull::Stream>> = consumers.iter().map(|_| None).collect();
         let mut grouper = Grouper::new(self.config.samples);
-        let mut held: Vec<jetstream::Message> = Vec::new();
+        let mut held = Held::default();
         let mut last_write = Instant::now();
         loop {
-            let stopping = futures::FutureExt::now_or_never(&mut stop).is_some();
+            let stopping = stop.stopping();
             if !stopping {
                 let batch =
                     pull_batch(&mut streams, &consumers, Duration::from_millis(200), 1_000).await;
@@ -381,7 +381,7 @@ impl ErrorWriter {
             last_write = Instant::now();
             if grouper.is_empty() {
                 self.heartbeat.store(now_nanos(), Ordering::Relaxed);
-                ack_all(&mut held).await;
+                held.ack_all().await;
             } else {
                 let started = Instant::now();
                 let failed = self.write(grouper.take()).await;
@@ -390,17 +390,15 @@ impl ErrorWriter {
                     .observe(started.elapsed().as_secs_f64());
                 if failed.is_empty() {
                     self.heartbeat.store(now_nanos(), Ordering::Relaxed);
-                    ack_all(&mut held).await;
+                    held.ack_all().await;
                 } else {
                     // Kept for the next write; their messages stay held.
                     grouper.put_back(failed);
-                    for m in &held {
-                        let _ = m.ack_with(jetstream::AckKind::Progress).await;
-                    }
+                    held.progress().await;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
-            if stopping && (grouper.is_empty() || last_write.elapsed() > Duration::from_secs(30)) {
+            if stopping && (grouper.is_empty() || stop.gave_up()) {
                 break;
             }
         }
@@ -465,13 +463,69 @@ impl ErrorWriter {
     }
 }
 
-async fn ack_all(held: &mut Vec<jetstream::Message>) {
-    let acks = held.drain(..).map(|m| async move {
-        if let Err(err) = m.ack().await {
-            tracing::debug!(error = %err, "ack failed; the message will be redelivered");
+/// The acknowledgement handles of messages whose contribution is not
+/// written yet (the payloads are dropped once decoded).
+#[derive(Default)]
+struct Held(Vec<jetstream::message::Acker>);
+
+impl Held {
+    fn push(&mut self, msg: jetstream::Message) {
+        self.0.push(msg.split().1);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Acknowledges them all: their contribution is written.
+    async fn ack_all(&mut self) {
+        let acks = self.0.drain(..).map(|a| async move {
+            if let Err(err) = a.ack().await {
+                tracing::debug!(error = %err, "ack failed; the message will be redelivered");
+            }
+        });
+        futures::future::join_all(acks).await;
+    }
+
+    /// Keeps them from being redelivered while a write is retried.
+    async fn progress(&self) {
+        let progress = self
+            .0
+            .iter()
+            .map(|a| a.ack_with(jetstream::AckKind::Progress));
+        futures::future::join_all(progress).await;
+    }
+}
+
+/// A shutdown signal polled between batches: stays set once seen, and
+/// gives up on unwritten data 30 s after it.
+struct Stop<F> {
+    signal: std::pin::Pin<Box<F>>,
+    since: Option<Instant>,
+}
+
+impl<F: std::future::Future<Output = ()>> Stop<F> {
+    fn new(signal: F) -> Stop<F> {
+        Stop {
+            signal: Box::pin(signal),
+            since: None,
         }
-    });
-    futures::future::join_all(acks).await;
+    }
+
+    fn stopping(&mut self) -> bool {
+        if self.since.is_none() && futures::FutureExt::now_or_never(self.signal.as_mut()).is_some()
+        {
+            self.since = Some(Instant::now());
+        }
+        self.since.is_some()
+    }
+
+    /// Whether the grace period for writing what is held is over (the
+    /// messages stay unacknowledged and are redelivered to the next run).
+    fn gave_up(&self) -> bool {
+        self.since
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(30))
+    }
 }
 
 /// The notification telling an owner about a group.
@@ -546,6 +600,7 @@ async fn write_group(
     let key = d.key();
     let mut current = cached;
     for _ in 0..10 {
+        let from_cache = current.is_some();
         let (revision, stored) = match current.take() {
             Some((r, g)) => (r, Some(g)),
             None => match bucket.entry(&key).await {
@@ -559,6 +614,11 @@ async fn write_group(
             },
         };
         let (group, kind) = merge(stored.as_ref(), &d, &opts, now);
+        if kind.is_some() && from_cache {
+            // Decide a notification only on what is stored now: another
+            // instance may have moved the group on since it was cached.
+            continue;
+        }
         if let Some(kind) = kind {
             match &receiver {
                 Some(receiver) => {
@@ -621,14 +681,14 @@ struct CountWriter {
 
 impl CountWriter {
     async fn run(self, consumer: Consumer, stop: impl std::future::Future<Output = ()> + Send) {
-        let mut stop = std::pin::pin!(stop);
+        let mut stop = Stop::new(stop);
         let consumers = [consumer];
         let mut streams = vec![None];
         let mut tally = Tally::default();
-        let mut held = Vec::new();
+        let mut held = Held::default();
         let mut last_write = Instant::now();
         loop {
-            let stopping = futures::FutureExt::now_or_never(&mut stop).is_some();
+            let stopping = stop.stopping();
             if !stopping {
                 for msg in
                     pull_batch(&mut streams, &consumers, Duration::from_millis(200), 2_000).await
@@ -677,8 +737,9 @@ impl CountWriter {
             }
             if failed.is_empty() {
                 self.metrics.records_counted.inc_by(records);
-                ack_all(&mut held).await;
+                held.ack_all().await;
             } else {
+                held.progress().await;
                 for ((app, hour), services) in failed {
                     for (service, levels) in services {
                         for (level, n) in levels {
@@ -688,7 +749,7 @@ impl CountWriter {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            if stopping && (tally.cells() == 0 || last_write.elapsed() > Duration::from_secs(30)) {
+            if stopping && (tally.cells() == 0 || stop.gave_up()) {
                 break;
             }
         }

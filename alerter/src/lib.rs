@@ -61,6 +61,8 @@ pub const CHECKPOINT_KEY: &str = "checkpoint";
 /// How long an alert group's state is kept after its last change.
 const GROUP_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 const NS: i64 = 1_000_000_000;
+/// Messages with matches remembered for the checkpoint, at most.
+const MAX_MATCH_TIMES: usize = 1_000_000;
 
 /// Why the alerter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +242,8 @@ pub async fn run(
         ack_floors: HashMap::new(),
         read_until: 0,
         checkpointed: 0,
+        match_times: std::collections::VecDeque::new(),
+        unconfirmed: HashMap::new(),
         spike_factor: acfg.ingest_spike_factor,
         max_lag_ns: i64::try_from(acfg.max_lag_secs)
             .unwrap_or(i64::MAX / NS)
@@ -261,6 +265,10 @@ pub async fn run(
     // After the first message, a reopened reader continues after the last
     // sequence read.
     let mut last_seq = 0u64;
+    // Nothing is decided before the replay has caught up with the stream:
+    // a restored alert would look resolved, an absence would look silent.
+    let mut caught_up = false;
+    let mut last_read = std::time::Instant::now();
     'run: loop {
         let messages = tokio::select! {
             m = open_reader(&js, &config.nats.stream, start, last_seq) => m,
@@ -286,19 +294,29 @@ pub async fn run(
                     heartbeat.store(now, Ordering::Relaxed);
                     if seconds.is_multiple_of(5) {
                         state.refresh_silences(now).await;
-                        state.checkpoint().await;
+                        state.checkpoint(&engine).await;
                     }
                     if seconds.is_multiple_of(15) {
                         state.sample_consumers(&mut engine, now).await;
                     }
                     state.judge_minute(&mut engine, now);
-                    state.evaluate(&mut engine, now).await;
+                    if !caught_up && last_read.elapsed() > Duration::from_secs(2) {
+                        // Nothing more to read: the stream is quiet.
+                        caught_up = true;
+                    }
+                    if caught_up {
+                        state.evaluate(&mut engine, now).await;
+                    }
                     metrics.groups.set(engine.group_count() as i64);
                 }
                 next = messages.next() => match next {
                     Some(Ok(msg)) => {
                         let seq = state.observe(&mut engine, &msg);
                         last_seq = last_seq.max(seq);
+                        last_read = std::time::Instant::now();
+                        if msg.info().is_ok_and(|i| i.pending == 0) {
+                            caught_up = true;
+                        }
                     }
                     Some(Err(err)) => {
                         tracing::debug!(error = %err, "stream read interrupted, reopening");
@@ -309,7 +327,7 @@ pub async fn run(
             }
         }
     }
-    state.checkpoint().await;
+    state.checkpoint(&engine).await;
     let _ = stop_tx.send(true);
     let _ = delivery.await;
     let _ = admin.await;
@@ -389,6 +407,12 @@ struct Loop {
     /// Publish time (ns) of the latest message read.
     read_until: i64,
     checkpointed: i64,
+    /// (sequence, publish time) of messages that matched a rule, back to
+    /// the oldest match not yet reported: a restart re-reads from there.
+    match_times: std::collections::VecDeque<(u64, i64)>,
+    /// Notifications this instance published whose state is not stored
+    /// yet, by id, with the state they were published with.
+    unconfirmed: HashMap<String, GroupState>,
     spike_factor: f64,
     max_lag_ns: i64,
     stream: String,
@@ -463,6 +487,9 @@ impl Loop {
             }
         }
         let after = engine.stats;
+        if after.matches > before.matches && self.match_times.len() < MAX_MATCH_TIMES {
+            self.match_times.push_back((seq, published));
+        }
         self.metrics
             .records_in
             .inc_by(after.records - before.records);
@@ -504,6 +531,7 @@ impl Loop {
         while let Some(Ok(name)) = names.next().await {
             seen.push(name);
         }
+        let mut alive = Vec::new();
         for name in seen {
             let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&name).await else {
                 continue;
@@ -559,6 +587,16 @@ impl Loop {
                 &detail,
                 now,
             );
+            alive.push(name);
+        }
+        // A consumer that was deleted is no longer behind.
+        for values in engine.condition_groups(rule) {
+            if let Some(name) = values.first()
+                && !alive.contains(name)
+            {
+                self.ack_floors.remove(name);
+                engine.set_condition(rule, &[name], false, 0, "consumer removed", now);
+            }
         }
     }
 
@@ -574,28 +612,32 @@ impl Loop {
         }
     }
 
-    async fn checkpoint(&mut self) {
-        if self.read_until <= self.checkpointed {
+    /// Stores where a restart must read from: the message of the oldest
+    /// match not yet reported, else the latest message read.
+    async fn checkpoint(&mut self, engine: &Engine) {
+        match engine.oldest_pending_seq() {
+            Some(oldest) => {
+                while self.match_times.front().is_some_and(|(s, _)| *s < oldest) {
+                    self.match_times.pop_front();
+                }
+            }
+            None => self.match_times.clear(),
+        }
+        let from = self
+            .match_times
+            .front()
+            .map_or(self.read_until, |(_, t)| (*t).min(self.read_until));
+        if from == self.checkpointed || from == 0 {
             return;
         }
-        let newer = match self.groups_kv.get(CHECKPOINT_KEY).await {
-            Ok(Some(v)) => serde_json::from_slice::<Checkpoint>(&v)
-                .map(|c| c.read_until < self.read_until)
-                .unwrap_or(true),
-            Ok(None) => true,
-            Err(_) => return,
-        };
-        if newer
-            && let Ok(value) = serde_json::to_vec(&Checkpoint {
-                read_until: self.read_until,
-            })
+        if let Ok(value) = serde_json::to_vec(&Checkpoint { read_until: from })
             && self
                 .groups_kv
                 .put(CHECKPOINT_KEY, value.into())
                 .await
                 .is_ok()
         {
-            self.checkpointed = self.read_until;
+            self.checkpointed = from;
         }
     }
 
@@ -650,9 +692,28 @@ impl Loop {
             return Ok(());
         }
         let id = format!("{key}-{revision}");
-        let n = engine.notification(due, id, self.query_url.as_deref(), now);
-        outbox::publish(&self.js, &n).await?;
-        let value: bytes::Bytes = serde_json::to_vec(&due.state)
+        let n = engine.notification(due, id.clone(), self.query_url.as_deref(), now);
+        let duplicate = outbox::publish(&self.js, &n).await?;
+        let state = if duplicate {
+            match self.unconfirmed.get(&id) {
+                // Published by this instance before its state could be
+                // stored: store the state it was published with.
+                Some(state) => state.clone(),
+                // Published by another instance deciding the same thing:
+                // its write stores the state; take it once it is there.
+                None => {
+                    self.metrics.claimed_elsewhere.inc();
+                    return Ok(());
+                }
+            }
+        } else {
+            if self.unconfirmed.len() >= 10_000 {
+                self.unconfirmed.clear();
+            }
+            self.unconfirmed.insert(id.clone(), due.state.clone());
+            due.state.clone()
+        };
+        let value: bytes::Bytes = serde_json::to_vec(&state)
             .map_err(|e| e.to_string())?
             .into();
         let written = if revision == 0 {
@@ -670,18 +731,22 @@ impl Loop {
         };
         match written {
             Ok(()) => {
+                self.unconfirmed.remove(&id);
                 self.metrics.delivery.published(n.kind.as_str());
-                tracing::info!(rule = %due.state.rule, kind = %n.kind, count = n.count, id = %n.id, "notification queued");
-                engine.apply(&due.state, now);
+                tracing::info!(rule = %state.rule, kind = %n.kind, count = n.count, id = %n.id, "notification queued");
+                engine.apply(&state, now);
             }
             Err(_) => {
-                // Lost the race: the winner published the same id, which
-                // the outbox stored once.
+                // Changed since read (another instance stored its state) or
+                // a failed write: take what is stored, if it moved on.
                 self.metrics.claimed_elsewhere.inc();
-                if let Ok(Some(v)) = self.groups_kv.get(key).await
-                    && let Ok(s) = serde_json::from_slice::<GroupState>(&v)
+                if let Ok(Some(e)) = self.groups_kv.entry(key).await
+                    && e.revision != revision
                 {
-                    engine.apply(&s, now);
+                    self.unconfirmed.remove(&id);
+                    if let Ok(s) = serde_json::from_slice::<GroupState>(&e.value) {
+                        engine.apply(&s, now);
+                    }
                 }
             }
         }

@@ -145,9 +145,10 @@ pub async fn consumer(
         .map_err(|e| format!("consumer {CONSUMER}: {e}"))
 }
 
-/// Stores a notification in the outbox; returns once JetStream has it.
-/// Publishing the same notification (same id) again is harmless.
-pub async fn publish(js: &jetstream::Context, n: &Notification) -> Result<(), String> {
+/// Stores a notification in the outbox; returns once JetStream has it,
+/// with `true` when the outbox already held a notification with this id
+/// (within its duplicate window) and dropped this one.
+pub async fn publish(js: &jetstream::Context, n: &Notification) -> Result<bool, String> {
     let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
     let ack = js
         .send_publish(
@@ -159,7 +160,7 @@ pub async fn publish(js: &jetstream::Context, n: &Notification) -> Result<(), St
         .await
         .map_err(|e| format!("publish to the outbox: {e}"))?;
     ack.await
-        .map(|_| ())
+        .map(|a| a.duplicate)
         .map_err(|e| format!("outbox ack: {e}"))
 }
 
@@ -188,8 +189,11 @@ async fn claim(claims: &kv::Store, key: &str, instance: &str) -> Result<Claim, S
                     Ok(ClaimState::Delivered { .. } | ClaimState::Rejected { .. }) => {
                         return Ok(Claim::Done);
                     }
-                    Ok(ClaimState::Claimed { by, at }) => {
-                        by == instance || now_nanos() - at > CLAIM_STALE_NS
+                    // Even this process's own claim is only taken over when
+                    // stale: a redelivery may arrive while the first
+                    // attempt is still under way.
+                    Ok(ClaimState::Claimed { at, .. }) => {
+                        now_nanos().saturating_sub(at) > CLAIM_STALE_NS
                     }
                     Ok(ClaimState::Free) | Err(_) => true,
                 };
@@ -239,6 +243,9 @@ pub async fn deliver_loop(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
+    // Claims name this run of this process, so a restart under the same
+    // instance name never mistakes an old claim for its own.
+    let instance = format!("{instance}#{:08x}", rand::random::<u32>());
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     'outer: loop {
         let consumer = tokio::select! {
@@ -315,7 +322,7 @@ async fn deliver_one(
         }
     };
     let key = claim_key(&n.id);
-    let revision = match claim(claims, &key, instance).await {
+    let mut revision = match claim(claims, &key, instance).await {
         Ok(Claim::Ours(rev)) => rev,
         Ok(Claim::Done) => {
             metrics.outcome(&n.receiver, "already_delivered");
@@ -340,7 +347,8 @@ async fn deliver_one(
         .info()
         .map(|i| u32::try_from(i.delivered.saturating_sub(1)).unwrap_or(u32::MAX))
         .unwrap_or(0);
-    // Keep the message ours while the rate limit or the receiver is slow.
+    // Keep the message and the claim ours while the rate limit or the
+    // receiver is slow.
     let outcome = {
         let attempt_fut = deliverer.attempt(&n, attempt);
         let mut attempt_fut = std::pin::pin!(attempt_fut);
@@ -349,6 +357,12 @@ async fn deliver_one(
                 o = &mut attempt_fut => break o,
                 _ = tokio::time::sleep(ACK_WAIT / 3) => {
                     let _ = msg.ack_with(AckKind::Progress).await;
+                    let fresh = ClaimState::Claimed { by: instance.to_string(), at: now_nanos() };
+                    if let Ok(value) = serde_json::to_vec(&fresh)
+                        && let Ok(r) = claims.update(&key, value.into(), revision).await
+                    {
+                        revision = r;
+                    }
                 }
             }
         }

@@ -591,17 +591,23 @@ impl Engine {
                 (c >= n, c)
             }
             Mode::Absence => {
+                if g.last_seen == i64::MIN && g.notified_firing {
+                    // Restored as firing and nothing matched since: still
+                    // silent as far as anyone knows.
+                    return (true, 0);
+                }
                 let latest = if g.last_seen == i64::MIN {
                     started.max(g.first_seen)
                 } else {
                     g.last_seen
                 };
-                (now - latest > rule.window_ns, 0)
+                (now.saturating_sub(latest) > rule.window_ns, 0)
             }
+            // Not sampled yet (after a restart): unchanged.
             Mode::Condition => g
                 .condition
                 .as_ref()
-                .map_or((false, 0), |(f, v, _)| (*f, *v)),
+                .map_or((g.notified_firing, 0), |(f, v, _)| (*f, *v)),
         }
     }
 
@@ -636,7 +642,7 @@ impl Engine {
                     _ if holds
                         && g.notified_firing
                         && g.last_notified
-                            .is_some_and(|l| now - l >= rule.repeat_interval_ns) =>
+                            .is_some_and(|l| now.saturating_sub(l) >= rule.repeat_interval_ns) =>
                     {
                         Some(Kind::Firing)
                     }
@@ -663,7 +669,7 @@ impl Engine {
                     });
                     continue;
                 }
-                let since_match = now - g.last_match_at;
+                let since_match = now.saturating_sub(g.last_match_at);
                 let forget = match rule.mode {
                     Mode::Every => g.pending.total == 0 && since_match > rule.group_interval_ns,
                     Mode::Threshold(_) => {
@@ -713,6 +719,24 @@ impl Engine {
         if mode == Mode::Every && g.pending.total > 0 {
             g.active_since = Some(now);
         }
+    }
+
+    /// The stream sequence of the oldest match not yet reported by an
+    /// `every` rule: a restart must read the stream again from there.
+    pub fn oldest_pending_seq(&self) -> Option<u64> {
+        self.groups
+            .iter()
+            .flat_map(|m| m.values())
+            .filter_map(|g| g.pending.entries.front().map(|e| e.0))
+            .min()
+    }
+
+    /// The condition groups of rule `rule` currently tracked, by values.
+    pub fn condition_groups(&self, rule: usize) -> Vec<Vec<String>> {
+        self.groups
+            .get(rule)
+            .map(|m| m.values().map(|g| g.values.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The last notification time this engine knows of for a group.
@@ -807,7 +831,7 @@ impl Engine {
                 &app,
                 service.as_deref(),
                 rule.min_level,
-                now - rule.window_ns.max(now - first_seen),
+                now.saturating_sub(rule.window_ns.max(now.saturating_sub(first_seen))),
                 now,
             )
         });
@@ -1171,6 +1195,43 @@ group_interval_secs = 5
         let mut e = Engine::new(rules(ABSENCE), 100, "a", 1000 * S);
         assert!(flush(&mut e, 1009 * S).is_empty());
         assert_eq!(flush(&mut e, 1011 * S)[0].kind, Kind::Firing);
+    }
+
+    #[test]
+    fn restored_firing_alerts_stay_firing_until_known_otherwise() {
+        let restored = |rule: &str| GroupState {
+            rule: rule.into(),
+            values: Vec::new(),
+            firing: true,
+            last_notified: 0,
+            notified_seq: 0,
+            by: "old".into(),
+        };
+        // An absence alert restored after a restart: nothing matched since.
+        let mut e = Engine::new(rules(ABSENCE), 100, "b", 100 * S);
+        e.apply(&restored("silent"), 100 * S);
+        for t in 100..200 {
+            assert!(flush(&mut e, t * S).is_empty(), "at {t}");
+        }
+        e.see(&rec("billing", Level::Info, "ok", 200 * S), 1, 200 * S);
+        assert_eq!(flush(&mut e, 200 * S)[0].kind, Kind::Resolved);
+        // A system alert not sampled again yet.
+        let mut e = Engine::new(vec![Rule::condition("lag", &[], "ops", 300)], 10, "b", 0);
+        e.apply(&restored("lag"), 0);
+        assert!(flush(&mut e, 1000 * S).is_empty());
+        e.set_condition(0, &[], false, 0, "ok", 1000 * S);
+        assert_eq!(flush(&mut e, 1000 * S)[0].kind, Kind::Resolved);
+    }
+
+    #[test]
+    fn oldest_pending_sequence_tracks_unreported_matches() {
+        let mut e = Engine::new(rules(EVERY), 100, "a", 0);
+        assert_eq!(e.oldest_pending_seq(), None);
+        e.see(&rec("checkout", Level::Error, "x", S), 7, S);
+        e.see(&rec("cart", Level::Error, "x", S), 9, S);
+        assert_eq!(e.oldest_pending_seq(), Some(7));
+        flush(&mut e, 10 * S);
+        assert_eq!(e.oldest_pending_seq(), None);
     }
 
     #[test]

@@ -87,6 +87,12 @@ async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+fn kinds(got: &[Hook]) -> Vec<String> {
+    got.iter()
+        .map(|h| h.body["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 fn field<'a>(h: &'a Hook, name: &str) -> &'a serde_json::Value {
     &h.body[name]
 }
@@ -202,8 +208,9 @@ async fn a_storm_is_grouped_with_exact_counts() {
         let next = started + Duration::from_secs(u64::from(round) + 1);
         tokio::time::sleep_until(next.into()).await;
     }
+    // Paced at 10k a second; a loaded machine may stretch it a little.
     assert!(
-        started.elapsed() < Duration::from_secs(12),
+        started.elapsed() < Duration::from_secs(15),
         "the storm took {:?}",
         started.elapsed()
     );
@@ -405,14 +412,19 @@ group_interval_secs = 2
     .await;
     let fired = hooks.got()[0].clone();
     assert_eq!(field(&fired, "kind"), "firing");
+    // The window counts from the last record's own time, taken just
+    // before `last`.
     assert!(
-        fired.at >= last + Duration::from_secs(4),
+        fired.at + Duration::from_millis(300) >= last + Duration::from_secs(4),
         "fired {:?} after the last record",
         fired.at - last
     );
-    // Still silent: no repeat, no flapping.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(hooks.got().len(), 1);
+    // Still silent: no repeat, no flapping, and a restart in the middle
+    // neither resolves nor fires it again.
+    alerter.stop().await;
+    let alerter = Alerter::start(&config(&nats, &hooks, "a2", rules)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(hooks.got().len(), 1, "{:?}", kinds(&hooks.got()));
     let back = beats(4.0).await;
     wait_for(Duration::from_secs(15), "the resolve", || {
         hooks.got().len() >= 2

@@ -132,8 +132,8 @@ group_interval_secs = 1
         ok && listed.contains(&id) && listed.contains("deploy"),
         "{listed}"
     );
-    // The alerter reads silences every few seconds.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The alerter reads silences every 5 s.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     errors(&js, 50).await;
     wait_for(Duration::from_secs(20), "the silenced metric", || {
@@ -150,7 +150,7 @@ group_interval_secs = 1
     assert!(ok, "{out}");
     let (ok, out) = sluice(&config, &["expire", &id]);
     assert!(!ok && out.contains("no silence"), "{out}");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     errors(&js, 7).await;
     wait_for(
         Duration::from_secs(20),
