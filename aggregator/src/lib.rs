@@ -48,6 +48,7 @@ use sluice_alerter::deliver::Deliverer;
 use sluice_alerter::notification::{Kind, Notification};
 use sluice_alerter::outbox;
 use sluice_alerter::policy::Backoff;
+use sluice_alerter::role::{Background, BackgroundParts};
 use sluice_core::codec::decode_views;
 use sluice_core::config::{AggregatorConfig, Config, host_name};
 use sluice_core::record::now_nanos;
@@ -77,23 +78,7 @@ pub const MAX_HELD: usize = 5_000;
 const NS: i64 = 1_000_000_000;
 
 /// Why the aggregator could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AggregatorError {
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// NATS could not be reached with these settings.
-    #[error("nats: {0}")]
-    Nats(String),
-    /// The admin endpoint could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
+pub type AggregatorError = sluice_alerter::role::RoleError;
 
 type Consumer = jetstream::consumer::Consumer<pull::Config>;
 
@@ -161,54 +146,21 @@ pub async fn run(
         .map_err(|e| AggregatorError::Nats(e.to_string()))?;
     let js = jetstream::new(client);
     let mut shutdown = Box::pin(shutdown);
-    let (consumers, groups_kv, counts_kv, claims) = loop {
-        tokio::select! {
-            r = setup(&js, &config) => match r {
-                Ok(parts) => break parts,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot set up the consumers and buckets yet, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        }
+    let ready = sluice_core::nats::until_ready(&mut shutdown, || setup(&js, &config)).await;
+    let Some((consumers, groups_kv, counts_kv, claims)) = ready else {
+        return Ok(());
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let delivery = tokio::spawn(outbox::deliver_loop(
-        js.clone(),
+    let background = Background::start(BackgroundParts {
+        js: js.clone(),
         claims,
         deliverer,
-        instance.clone(),
-        metrics.delivery.clone(),
-        stopped(),
-    ));
-    let heartbeat = Arc::new(AtomicI64::new(now_nanos()));
-    let admin = {
-        let heartbeat = heartbeat.clone();
-        let stall_ns = i64::try_from(acfg.admin.stall_secs)
-            .unwrap_or(i64::MAX / NS)
-            .saturating_mul(NS);
-        let check: sluice_core::admin::HealthCheck = Arc::new(move || {
-            let idle = now_nanos() - heartbeat.load(Ordering::Relaxed);
-            if idle > stall_ns {
-                Err(format!("no successful write for {}s", idle / NS))
-            } else {
-                Ok(())
-            }
-        });
-        tokio::spawn(sluice_core::admin::serve(
-            listener,
-            Arc::new(registry),
-            check,
-            stopped(),
-        ))
-    };
+        instance: instance.clone(),
+        metrics: metrics.delivery.clone(),
+        listener,
+        registry,
+        stall_secs: acfg.admin.stall_secs,
+        work: "writing error groups",
+    });
     tracing::info!(instance = %instance, admin = %acfg.admin.listen, "aggregator running");
 
     let mut consumers = consumers.into_iter();
@@ -223,20 +175,19 @@ pub async fn run(
         metrics: metrics.clone(),
         config: acfg.clone(),
         cache: Cache::new(acfg.max_groups),
-        heartbeat: heartbeat.clone(),
+        heartbeat: background.heartbeat(),
     };
-    let errors_task = tokio::spawn(errors.run(vec![error_c, fatal_c], stopped()));
+    let errors_task = tokio::spawn(errors.run(vec![error_c, fatal_c], background.stopped()));
     let counts = CountWriter {
         kv: counts_kv,
         metrics: metrics.clone(),
     };
-    let counts_task = tokio::spawn(counts.run(counts_c, stopped()));
+    let counts_task = tokio::spawn(counts.run(counts_c, background.stopped()));
     shutdown.await;
-    let _ = stop_tx.send(true);
+    background.signal();
     let _ = errors_task.await;
     let _ = counts_task.await;
-    let _ = delivery.await;
-    let _ = admin.await;
+    background.stop().await;
     tracing::info!("aggregator stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@ use sluice_core::config::Config;
 use sluice_core::record::now_nanos;
 use sluice_core::testing::{
     Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
+    wait_for,
 };
 
 struct Aggregator {
@@ -77,17 +78,6 @@ async fn ready(nats: &NatsServer) -> (jetstream::Context, Reader) {
         }
         assert!(Instant::now() < deadline, "the aggregator set up nothing");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_for(timeout: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

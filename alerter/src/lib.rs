@@ -32,13 +32,12 @@ pub mod metrics;
 pub mod notification;
 pub mod outbox;
 pub mod policy;
+pub mod role;
 pub mod rules;
 pub mod silence;
 pub mod system;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, kv};
@@ -51,6 +50,7 @@ use sluice_core::record::now_nanos;
 use crate::deliver::Deliverer;
 use crate::metrics::AlerterMetrics;
 use crate::policy::Backoff;
+use crate::role::{Background, BackgroundParts};
 use crate::rules::{Due, Engine, GroupState, Rule};
 use crate::silence::Silence;
 
@@ -65,23 +65,7 @@ const NS: i64 = 1_000_000_000;
 const MAX_MATCH_TIMES: usize = 1_000_000;
 
 /// Why the alerter could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AlerterError {
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// NATS could not be reached with these settings.
-    #[error("nats: {0}")]
-    Nats(String),
-    /// The admin endpoint could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
+pub type AlerterError = crate::role::RoleError;
 
 /// The KV key of an alert group (rule names and values may hold characters
 /// keys cannot).
@@ -163,61 +147,28 @@ pub async fn run(
         .map_err(|e| AlerterError::Nats(e.to_string()))?;
     let js = jetstream::new(client);
     let mut shutdown = Box::pin(shutdown);
-    let (groups_kv, claims, silences_kv) = loop {
-        let attempt = async {
-            sluice_core::nats::ensure_stream(&js, &config.nats)
-                .await
-                .map_err(|e| e.to_string())?;
-            open_buckets(&js, &config).await
-        };
-        tokio::select! {
-            r = attempt => match r {
-                Ok(b) => break b,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot set up the stream and buckets yet, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        }
+    let ready = sluice_core::nats::until_ready(&mut shutdown, || async {
+        sluice_core::nats::ensure_stream(&js, &config.nats)
+            .await
+            .map_err(|e| e.to_string())?;
+        open_buckets(&js, &config).await
+    })
+    .await;
+    let Some((groups_kv, claims, silences_kv)) = ready else {
+        return Ok(());
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let delivery = tokio::spawn(outbox::deliver_loop(
-        js.clone(),
+    let background = Background::start(BackgroundParts {
+        js: js.clone(),
         claims,
         deliverer,
-        instance.clone(),
-        metrics.delivery.clone(),
-        stopped(),
-    ));
-    let heartbeat = Arc::new(AtomicI64::new(now_nanos()));
-    let admin = {
-        let heartbeat = heartbeat.clone();
-        let stall_ns = i64::try_from(acfg.admin.stall_secs)
-            .unwrap_or(i64::MAX / NS)
-            .saturating_mul(NS);
-        let check: sluice_core::admin::HealthCheck = Arc::new(move || {
-            let idle = now_nanos() - heartbeat.load(Ordering::Relaxed);
-            if idle > stall_ns {
-                Err(format!("rule evaluation stalled for {}s", idle / NS))
-            } else {
-                Ok(())
-            }
-        });
-        tokio::spawn(sluice_core::admin::serve(
-            listener,
-            Arc::new(registry),
-            check,
-            stopped(),
-        ))
-    };
+        instance: instance.clone(),
+        metrics: metrics.delivery.clone(),
+        listener,
+        registry,
+        stall_secs: acfg.admin.stall_secs,
+        work: "rule evaluation",
+    });
 
     let now = now_nanos();
     let mut engine = Engine::new(engine_rules(&config), acfg.max_groups, &instance, now);
@@ -291,7 +242,7 @@ pub async fn run(
                 _ = tick.tick() => {
                     seconds += 1;
                     let now = now_nanos();
-                    heartbeat.store(now, Ordering::Relaxed);
+                    background.beat();
                     if seconds.is_multiple_of(5) {
                         state.refresh_silences(now).await;
                         state.checkpoint(&engine).await;
@@ -328,9 +279,7 @@ pub async fn run(
         }
     }
     state.checkpoint(&engine).await;
-    let _ = stop_tx.send(true);
-    let _ = delivery.await;
-    let _ = admin.await;
+    background.stop().await;
     tracing::info!("alerter stopped");
     Ok(())
 }

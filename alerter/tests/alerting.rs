@@ -11,7 +11,9 @@ use sluice_alerter::AlerterError;
 use sluice_core::Level;
 use sluice_core::config::Config;
 use sluice_core::record::parse_ts;
-use sluice_core::testing::{Hook, Hooks, NatsServer, free_port, publish_records, test_record};
+use sluice_core::testing::{
+    Hook, Hooks, NatsServer, free_port, publish_records, test_record, wait_for,
+};
 
 struct Alerter {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -76,17 +78,6 @@ async fn js(nats: &NatsServer) -> jetstream::Context {
     js
 }
 
-async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn kinds(got: &[Hook]) -> Vec<String> {
     got.iter()
         .map(|h| h.body["kind"].as_str().unwrap_or_default().to_string())
@@ -131,6 +122,16 @@ fn assert_unique_ids(got: &[Hook]) {
         assert!(!h.id.is_empty(), "a delivery without X-Sluice-Id");
         assert_eq!(field(h, "id").as_str(), Some(h.id.as_str()));
         assert!(seen.insert(h.id.clone()), "delivered twice: {}", h.id);
+    }
+}
+
+/// Every notification arrived once, and the `every-error` counts add up to
+/// `sent` records spread evenly over `services`.
+fn assert_every_error_once(got: &[Hook], services: &[&str], sent: u64) {
+    assert_unique_ids(got);
+    let every = sums(got, "every-error");
+    for s in services {
+        assert_eq!(every[*s], sent / services.len() as u64, "{s}: {every:?}");
     }
 }
 
@@ -214,9 +215,11 @@ async fn a_storm_is_grouped_with_exact_counts() {
         "the storm took {:?}",
         started.elapsed()
     );
-    wait_for(Duration::from_secs(60), "every error reported", || {
-        sums(&hooks.got(), "every-error").values().sum::<u64>() == 100_000
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "every error reported",
+        async || sums(&hooks.got(), "every-error").values().sum::<u64>() == 100_000,
+    )
     .await;
     // Nothing more arrives afterwards.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -290,17 +293,15 @@ async fn a_receiver_down_then_failing_for_30s_gets_everything_once() {
     assert!(pending >= 6, "only {pending} notifications pending");
     assert!(hooks.got().is_empty());
     hooks.answer(200);
-    wait_for(Duration::from_secs(60), "the pending notifications", || {
-        sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the pending notifications",
+        async || sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let got = hooks.got();
-    assert_unique_ids(&got);
-    let every = sums(&got, "every-error");
-    for s in services {
-        assert_eq!(every[*s], sent / 3, "{s}: {every:?}");
-    }
+    assert_every_error_once(&got, services, sent);
     assert_eq!(outbox().await, 0, "the outbox is empty");
     second.stop().await;
 }
@@ -345,17 +346,15 @@ repeat_interval_secs = 3600
         sent += 300;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    wait_for(Duration::from_secs(60), "every error reported", || {
-        sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "every error reported",
+        async || sums(&hooks.got(), "every-error").values().sum::<u64>() >= sent,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let got = hooks.got();
-    assert_unique_ids(&got);
-    let every = sums(&got, "every-error");
-    for s in services {
-        assert_eq!(every[*s], sent / 3, "{s}: {every:?}");
-    }
+    assert_every_error_once(&got, services, sent);
     assert_spaced(&got, "every-error", Duration::from_secs(3));
     let threshold: Vec<_> = got.iter().filter(|h| rule_of(h) == "too-many").collect();
     assert_eq!(threshold.len(), 3, "one firing notice per service");
@@ -406,7 +405,7 @@ group_interval_secs = 2
         "a short gap fired: {:?}",
         hooks.got()
     );
-    wait_for(Duration::from_secs(15), "the absence alert", || {
+    wait_for(Duration::from_secs(15), "the absence alert", async || {
         !hooks.got().is_empty()
     })
     .await;
@@ -426,7 +425,7 @@ group_interval_secs = 2
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(hooks.got().len(), 1, "{:?}", kinds(&hooks.got()));
     let back = beats(4.0).await;
-    wait_for(Duration::from_secs(15), "the resolve", || {
+    wait_for(Duration::from_secs(15), "the resolve", async || {
         hooks.got().len() >= 2
     })
     .await;

@@ -3,12 +3,13 @@
 //! in the running alerter, and ending it lets new ones through.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use sluice_core::Level;
 use sluice_core::testing::{
     Hooks, NatsServer, free_port, http_get, metric_value, publish_records, signal, test_record,
+    wait_for,
 };
 
 struct KillOnDrop(Child);
@@ -37,14 +38,6 @@ fn sluice(config: &std::path::Path, args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn errors(js: &jetstream::Context, n: usize) {
@@ -103,9 +96,11 @@ group_interval_secs = 1
         .spawn()
         .unwrap();
     let _child = KillOnDrop(child);
-    wait_for(Duration::from_secs(30), "the alerter's health", || {
-        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the alerter's health",
+        async || std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok(),
+    )
     .await;
     assert_eq!(http_get(admin, "/health").0, 200);
 
@@ -136,7 +131,7 @@ group_interval_secs = 1
     tokio::time::sleep(Duration::from_secs(8)).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     errors(&js, 50).await;
-    wait_for(Duration::from_secs(20), "the silenced metric", || {
+    wait_for(Duration::from_secs(20), "the silenced metric", async || {
         metric_value(
             &http_get(admin, "/metrics").1,
             "sluice_alerter_silenced_total",
@@ -155,7 +150,7 @@ group_interval_secs = 1
     wait_for(
         Duration::from_secs(20),
         "the notification after the silence",
-        || !hooks.got().is_empty(),
+        async || !hooks.got().is_empty(),
     )
     .await;
     let got = hooks.got();

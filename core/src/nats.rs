@@ -80,6 +80,31 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Runs `attempt` until it succeeds, logging each failure and waiting a
+/// second between tries; `None` when `shutdown` completes first. For the
+/// set-up a role needs before it can work (streams, consumers, buckets),
+/// so a role started before NATS waits for it.
+pub async fn until_ready<T, Fut>(
+    shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    mut attempt: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    loop {
+        tokio::select! {
+            r = attempt() => match r {
+                Ok(v) => return Some(v),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot set up the streams and buckets yet, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = &mut *shutdown => return None,
+        }
+    }
+}
+
 /// The configuration the `LOGS` stream must have.
 pub fn stream_config(cfg: &NatsConfig) -> StreamConfig {
     StreamConfig {

@@ -57,6 +57,19 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// Polls `check` every 100 ms from async code until it returns true;
+/// panics with `what` after `timeout`.
+pub async fn wait_for(timeout: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Finds a binary on `PATH` (and in the usual sbin directories, where Debian
 /// installs `nats-server`).
 pub fn find_binary(name: &str) -> Option<PathBuf> {
