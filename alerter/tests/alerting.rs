@@ -436,3 +436,49 @@ group_interval_secs = 2
     assert_eq!(hooks.got().len(), 2, "{:?}", hooks.got());
     alerter.stop().await;
 }
+
+/// The built-in consumer-lag alert: a durable consumer of the stream that
+/// stops acknowledging while records keep coming is reported to the
+/// system receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_fires_the_lag_alert() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    let text = config(&nats, &hooks, "a1", "").replace(
+        "[alerter]\n",
+        "[alerter]\nsystem_receiver = \"hook\"\nmax_lag_secs = 2\n",
+    );
+    let alerter = Alerter::start(&text).await;
+    let js = js(&nats).await;
+    let stream = js.get_stream("LOGS").await.unwrap();
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("stuck".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    burst(&js, 10, &["checkout"]).await;
+    wait_for(Duration::from_secs(45), "the lag alert", async || {
+        hooks
+            .got()
+            .iter()
+            .any(|h| rule_of(h) == "sluice-consumer-lag" && label(h, "consumer") == "stuck")
+    })
+    .await;
+    let got = hooks.got();
+    let alert = got
+        .iter()
+        .find(|h| rule_of(h) == "sluice-consumer-lag")
+        .unwrap();
+    assert_eq!(field(alert, "kind"), "firing");
+    assert!(
+        field(alert, "title")
+            .as_str()
+            .unwrap()
+            .contains("consumer stuck is"),
+        "{}",
+        alert.body
+    );
+    alerter.stop().await;
+}
