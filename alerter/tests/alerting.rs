@@ -482,3 +482,42 @@ async fn a_stalled_consumer_fires_the_lag_alert() {
     );
     alerter.stop().await;
 }
+
+/// A receiver that refuses a notification for good (404) is not retried:
+/// the refusal is counted, and nothing else is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_answer_is_not_retried_and_is_counted() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    hooks.answer(404);
+    let text = config(&nats, &hooks, "a1", EVERY_FAST);
+    let admin: u16 = text
+        .split("listen = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let alerter = Alerter::start(&text).await;
+    let js = js(&nats).await;
+    burst(&js, 10, &["checkout"]).await;
+    let rejected = || {
+        sluice_core::testing::http_get(admin, "/metrics")
+            .1
+            .lines()
+            .filter(|l| {
+                l.starts_with("sluice_alerter_deliveries_total{")
+                    && l.contains("outcome=\"rejected\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    wait_for(Duration::from_secs(20), "the refusal", async || {
+        rejected() >= 1.0
+    })
+    .await;
+    // Retries would come within seconds (retry_max_secs = 2).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(hooks.requests(), 1, "a refused notification was sent again");
+    assert_eq!(rejected(), 1.0);
+    alerter.stop().await;
+}

@@ -640,6 +640,7 @@ pub struct Hook {
 struct HookState {
     got: std::sync::Arc<std::sync::Mutex<Vec<Hook>>>,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A webhook receiver on a fixed loopback port that records every POST and
@@ -698,6 +699,9 @@ impl Hooks {
                 .unwrap_or_default()
                 .to_string();
             let status = state.status.load(std::sync::atomic::Ordering::Relaxed);
+            state
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if status == 200 {
                 state.got.lock().unwrap().push(Hook {
                     path: uri.path().to_string(),
@@ -746,6 +750,13 @@ impl Hooks {
         self.state
             .status
             .store(status, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests received so far, whatever the answer.
+    pub fn requests(&self) -> usize {
+        self.state
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Everything accepted so far.
