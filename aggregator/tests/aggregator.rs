@@ -69,7 +69,7 @@ receiver = "shop-team"
 
 async fn ready(nats: &NatsServer) -> (jetstream::Context, Reader) {
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if js.get_stream("LOGS").await.is_ok()
             && let Ok(reader) = Reader::open(&js).await

@@ -61,6 +61,9 @@ pub const CHECKPOINT_KEY: &str = "checkpoint";
 /// How long an alert group's state is kept after its last change.
 const GROUP_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 const NS: i64 = 1_000_000_000;
+/// A notification another instance published but whose state nobody
+/// stored is completed by this instance after this long.
+const ORPHAN_AFTER_NS: i64 = 30 * NS;
 /// Messages with matches remembered for the checkpoint, at most.
 const MAX_MATCH_TIMES: usize = 1_000_000;
 
@@ -195,6 +198,7 @@ pub async fn run(
         checkpointed: 0,
         match_times: std::collections::VecDeque::new(),
         unconfirmed: HashMap::new(),
+        orphans: HashMap::new(),
         spike_factor: acfg.ingest_spike_factor,
         max_lag_ns: i64::try_from(acfg.max_lag_secs)
             .unwrap_or(i64::MAX / NS)
@@ -362,6 +366,9 @@ struct Loop {
     /// Notifications this instance published whose state is not stored
     /// yet, by id, with the state they were published with.
     unconfirmed: HashMap<String, GroupState>,
+    /// Ids another instance published without storing the state yet, with
+    /// when this instance first saw that.
+    orphans: HashMap<String, i64>,
     spike_factor: f64,
     max_lag_ns: i64,
     stream: String,
@@ -650,14 +657,24 @@ impl Loop {
                 Some(state) => state.clone(),
                 // Published by another instance deciding the same thing:
                 // its write stores the state; take it once it is there.
+                // If nobody stores one (the publisher died in between),
+                // this instance completes the decision rather than leave
+                // the group stuck.
                 None => {
-                    self.metrics.claimed_elsewhere.inc();
-                    return Ok(());
+                    let first = *self.orphans.entry(id.clone()).or_insert(now);
+                    if now.saturating_sub(first) < ORPHAN_AFTER_NS {
+                        self.metrics.claimed_elsewhere.inc();
+                        return Ok(());
+                    }
+                    due.state.clone()
                 }
             }
         } else {
             if self.unconfirmed.len() >= 10_000 {
                 self.unconfirmed.clear();
+            }
+            if self.orphans.len() >= 10_000 {
+                self.orphans.clear();
             }
             self.unconfirmed.insert(id.clone(), due.state.clone());
             due.state.clone()
@@ -681,6 +698,7 @@ impl Loop {
         match written {
             Ok(()) => {
                 self.unconfirmed.remove(&id);
+                self.orphans.remove(&id);
                 self.metrics.delivery.published(n.kind.as_str());
                 tracing::info!(rule = %state.rule, kind = %n.kind, count = n.count, id = %n.id, "notification queued");
                 engine.apply(&state, now);
@@ -693,6 +711,7 @@ impl Loop {
                     && e.revision != revision
                 {
                     self.unconfirmed.remove(&id);
+                    self.orphans.remove(&id);
                     if let Ok(s) = serde_json::from_slice::<GroupState>(&e.value) {
                         engine.apply(&s, now);
                     }

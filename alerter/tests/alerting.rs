@@ -68,7 +68,7 @@ admin = {{ listen = "127.0.0.1:{admin}" }}
 /// A JetStream context, once an alerter has set up the streams.
 async fn js(nats: &NatsServer) -> jetstream::Context {
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while js.get_stream("LOGS").await.is_err()
         || js.get_stream(sluice_alerter::outbox::STREAM).await.is_err()
     {
