@@ -198,6 +198,27 @@ impl Delta {
         }
     }
 
+    /// Folds in an older delta of the same group (one that could not be
+    /// written), keeping this one's latest sample.
+    pub fn absorb(&mut self, older: Delta, max_samples: usize) {
+        self.count += older.count;
+        self.level = self.level.max(older.level);
+        self.first_seen = self.first_seen.min(older.first_seen);
+        self.last_seen = self.last_seen.max(older.last_seen);
+        let mut samples = older.samples;
+        samples.truncate(max_samples.max(1).saturating_sub(1));
+        if let Some(latest) = self.samples.pop() {
+            samples.push(latest);
+        }
+        self.samples = samples;
+        for (host, key) in older.hosts.into_iter().zip(older.host_keys) {
+            if self.hosts.len() < MAX_HOSTS && !self.host_keys.contains(&key) {
+                self.host_keys.push(key);
+                self.hosts.push(host);
+            }
+        }
+    }
+
     /// The group's KV key.
     pub fn key(&self) -> String {
         group_key(&self.app, &self.service, &self.fingerprint)
@@ -411,6 +432,25 @@ mod tests {
     }
 
     #[test]
+    fn deltas_put_back_merge_with_newer_ones() {
+        let mut g = Grouper::new(3);
+        for i in 0..4 {
+            g.add(&(&rec(i, &format!("h{}", i % 2), "payment 1 declined")).into());
+        }
+        let failed = g.take();
+        for i in 10..12 {
+            g.add(&(&rec(i, "h1", "payment 2 declined")).into());
+        }
+        g.put_back(failed);
+        let d = g.take();
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].count, d[0].first_seen, d[0].last_seen), (6, 0, 11));
+        assert_eq!(d[0].hosts, ["h1", "h0"], "no host twice");
+        assert_eq!(d[0].samples.len(), 3);
+        assert_eq!(d[0].samples[2].ts, 11, "the latest sample is kept");
+    }
+
+    #[test]
     fn a_long_gap_decays_the_baseline() {
         let o = opts();
         let (mut g, _) = merge(None, &delta(0, 100), &o, 0);
@@ -514,17 +554,7 @@ impl Grouper {
                 continue;
             };
             match self.deltas.get_mut(&fp) {
-                Some(newer) => {
-                    newer.count += d.count;
-                    newer.level = newer.level.max(d.level);
-                    newer.first_seen = newer.first_seen.min(d.first_seen);
-                    newer.last_seen = newer.last_seen.max(d.last_seen);
-                    for h in d.hosts {
-                        if newer.hosts.len() < MAX_HOSTS && !newer.hosts.contains(&h) {
-                            newer.hosts.push(h);
-                        }
-                    }
-                }
+                Some(newer) => newer.absorb(d, self.max_samples),
                 None => {
                     self.deltas.insert(fp, d);
                 }

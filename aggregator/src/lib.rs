@@ -44,11 +44,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_alerter::deliver::Deliverer;
 use sluice_alerter::notification::{Kind, Notification};
 use sluice_alerter::outbox;
-use sluice_alerter::policy::Backoff;
-use sluice_alerter::role::{Background, BackgroundParts};
+use sluice_alerter::role::{self, Background, BackgroundParts, Opened};
 use sluice_core::codec::decode_views;
 use sluice_core::config::{AggregatorConfig, Config, host_name};
 use sluice_core::record::now_nanos;
@@ -133,18 +131,16 @@ pub async fn run(
         sluice_core::names::normalize(&acfg.id.clone().unwrap_or_else(host_name)).into_owned();
     let mut registry = Registry::default();
     let metrics = AggregatorMetrics::register(&mut registry);
-    let deliverer =
-        Deliverer::new(&config.receivers, Backoff::default()).map_err(AggregatorError::Config)?;
-    let listener = tokio::net::TcpListener::bind(acfg.admin.listen)
-        .await
-        .map_err(|source| AggregatorError::Listen {
-            addr: acfg.admin.listen,
-            source,
-        })?;
-    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-aggregator {instance}"))
-        .await
-        .map_err(|e| AggregatorError::Nats(e.to_string()))?;
-    let js = jetstream::new(client);
+    let Opened {
+        deliverer,
+        listener,
+        js,
+    } = role::open(
+        &config,
+        acfg.admin.listen,
+        &format!("sluice-aggregator {instance}"),
+    )
+    .await?;
     let mut shutdown = Box::pin(shutdown);
     let ready = sluice_core::nats::until_ready(&mut shutdown, || setup(&js, &config)).await;
     let Some((consumers, groups_kv, counts_kv, claims)) = ready else {

@@ -47,10 +47,9 @@ use sluice_core::codec::decode_views;
 use sluice_core::config::{Config, host_name};
 use sluice_core::record::now_nanos;
 
-use crate::deliver::Deliverer;
 use crate::metrics::AlerterMetrics;
-use crate::policy::Backoff;
-use crate::role::{Background, BackgroundParts};
+use crate::notification::Notification;
+use crate::role::{Background, BackgroundParts, Opened};
 use crate::rules::{Due, Engine, GroupState, Rule};
 use crate::silence::Silence;
 
@@ -131,24 +130,16 @@ pub async fn run(
     let instance = instance_id(acfg.id.as_deref());
     let mut registry = Registry::default();
     let metrics = AlerterMetrics::register(&mut registry);
-    let deliverer = Deliverer::new(
-        &config.receivers,
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(acfg.retry_max_secs.max(1)),
-        },
+    let Opened {
+        deliverer,
+        listener,
+        js,
+    } = role::open(
+        &config,
+        acfg.admin.listen,
+        &format!("sluice-alerter {instance}"),
     )
-    .map_err(AlerterError::Config)?;
-    let listener = tokio::net::TcpListener::bind(acfg.admin.listen)
-        .await
-        .map_err(|source| AlerterError::Listen {
-            addr: acfg.admin.listen,
-            source,
-        })?;
-    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-alerter {instance}"))
-        .await
-        .map_err(|e| AlerterError::Nats(e.to_string()))?;
-    let js = jetstream::new(client);
+    .await?;
     let mut shutdown = Box::pin(shutdown);
     let ready = sluice_core::nats::until_ready(&mut shutdown, || async {
         sluice_core::nats::ensure_stream(&js, &config.nats)
@@ -609,13 +600,14 @@ impl Loop {
     async fn evaluate(&mut self, engine: &mut Engine, now: i64) {
         for due in engine.due(now) {
             let key = group_key(&due.state.rule, &due.state.values);
-            let probe = engine.notification(&due, String::new(), None, now);
-            if self.silenced(&due.state.rule, &probe.app, &probe.labels, now) {
+            // The id is set once the stored state's revision is known.
+            let n = engine.notification(&due, String::new(), self.query_url.as_deref(), now);
+            if self.silenced(&due.state.rule, &n.app, &n.labels, now) {
                 self.metrics.silenced.inc();
                 engine.skip(&due, now);
                 continue;
             }
-            if let Err(err) = self.send(engine, &due, &key, now).await {
+            if let Err(err) = self.send(engine, &due, n, &key, now).await {
                 tracing::warn!(rule = %due.state.rule, error = %err, "cannot send a due notification yet");
             }
         }
@@ -625,6 +617,7 @@ impl Loop {
         &mut self,
         engine: &mut Engine,
         due: &Due,
+        mut n: Notification,
         key: &str,
         now: i64,
     ) -> Result<(), String> {
@@ -648,7 +641,7 @@ impl Loop {
             return Ok(());
         }
         let id = format!("{key}-{revision}");
-        let n = engine.notification(due, id.clone(), self.query_url.as_deref(), now);
+        n.id = id.clone();
         let duplicate = outbox::publish(&self.js, &n).await?;
         let state = if duplicate {
             match self.unconfirmed.get(&id) {

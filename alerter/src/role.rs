@@ -35,6 +35,45 @@ pub enum RoleError {
     },
 }
 
+/// What a role opens before its own set-up.
+pub struct Opened {
+    /// Delivery to the configured receivers.
+    pub deliverer: Deliverer,
+    /// The admin endpoint's listener.
+    pub listener: tokio::net::TcpListener,
+    /// JetStream (the client reconnects on its own).
+    pub js: jetstream::Context,
+}
+
+/// Builds the deliverer (both roles deliver from the one outbox, so both
+/// retry as `[alerter] retry_max_secs` says), binds the admin endpoint at
+/// `admin` and connects to NATS as `name`.
+pub async fn open(
+    config: &sluice_core::config::Config,
+    admin: std::net::SocketAddr,
+    name: &str,
+) -> Result<Opened, RoleError> {
+    let backoff = crate::policy::Backoff {
+        initial: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(config.alerter.retry_max_secs.max(1)),
+    };
+    let deliverer = Deliverer::new(&config.receivers, backoff).map_err(RoleError::Config)?;
+    let listener = tokio::net::TcpListener::bind(admin)
+        .await
+        .map_err(|source| RoleError::Listen {
+            addr: admin,
+            source,
+        })?;
+    let client = sluice_core::nats::connect(&config.nats, name)
+        .await
+        .map_err(|e| RoleError::Nats(e.to_string()))?;
+    Ok(Opened {
+        deliverer,
+        listener,
+        js: jetstream::new(client),
+    })
+}
+
 /// The background tasks of a role, stopped together.
 pub struct Background {
     stop_tx: tokio::sync::watch::Sender<bool>,

@@ -486,7 +486,8 @@ impl Engine {
             return 0;
         };
         let mut set_matches: Option<regex::SetMatches> = None;
-        let mut matched = Vec::new();
+        // The rules this record matches (few: no allocation per record).
+        let mut matched: smallvec::SmallVec<[usize; 8]> = smallvec::SmallVec::new();
         for (pos, &i) in app.rules.iter().enumerate() {
             if !self.rules[i].matches_fields(r) {
                 continue;
@@ -515,7 +516,7 @@ impl Engine {
                 }
                 key.push_str(self.rules[i].value_of(field, r));
             }
-            let rule = self.rules[i].clone_timing();
+            let (mode, window_ns) = (self.rules[i].mode, self.rules[i].window_ns);
             match self.group_mut(i, &key, now) {
                 Some(g) => {
                     counted += 1;
@@ -526,7 +527,7 @@ impl Engine {
                     };
                     g.last_seen = g.last_seen.max(ts);
                     g.last_match_at = now;
-                    match rule.mode {
+                    match mode {
                         Mode::Every => {
                             if seq > g.notified_seq || seq == 0 {
                                 if g.pending.total == 0 && g.active_since.is_none() {
@@ -537,7 +538,7 @@ impl Engine {
                             }
                         }
                         Mode::Threshold(_) => {
-                            g.window.add(ts, rule.window_ns, now);
+                            g.window.add(ts, window_ns, now);
                             g.sample(r);
                         }
                         Mode::Absence => g.sample(r),
@@ -863,21 +864,6 @@ impl Engine {
             created: now,
         }
     }
-}
-
-impl Rule {
-    /// The fields `observe` needs while a group is borrowed mutably.
-    fn clone_timing(&self) -> Timing {
-        Timing {
-            mode: self.mode,
-            window_ns: self.window_ns,
-        }
-    }
-}
-
-struct Timing {
-    mode: Mode,
-    window_ns: i64,
 }
 
 /// A link to the query UI's search for an app's records in a time range.

@@ -346,7 +346,8 @@ pub struct AlerterConfig {
     /// dropped.
     #[serde(default = "default_max_groups")]
     pub max_groups: usize,
-    /// Longest wait between delivery attempts of a notification (backoff
+    /// Longest wait between delivery attempts of a notification, by
+    /// whichever role (alerter or aggregator) delivers it (backoff
     /// doubles from 1 s up to this; a `Retry-After` is honoured up to an
     /// hour).
     #[serde(default = "default_retry_max_secs")]
