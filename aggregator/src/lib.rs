@@ -21,6 +21,12 @@
 //!   compare-and-set merge, and a notification is published with an id
 //!   made of the group key and the revision it was decided on, so two
 //!   instances deciding the same thing store one notification.
+//! * The subject names the app: a message whose records claim another app
+//!   or level than its subject, or whose subject or payload is invalid, is
+//!   neither grouped nor counted; the counts consumer (which reads every
+//!   subject) sets it aside on the dead-letter stream as
+//!   `sluice.deadletter.aggregator` and counts it by reason
+//!   (`sluice_core::subject`).
 //! * Memory is bounded: deltas are written once [`AggregatorConfig::max_groups`]
 //!   groups are pending, and the cache of known groups evicts the least
 //!   recently used beyond the same cap (counted in `groups_evicted`).
@@ -47,9 +53,10 @@ use prometheus_client::registry::Registry;
 use sluice_alerter::notification::{Kind, Notification};
 use sluice_alerter::outbox;
 use sluice_alerter::role::{self, Background, BackgroundParts, Opened};
-use sluice_core::codec::decode_views;
 use sluice_core::config::{AggregatorConfig, Config, host_name};
+use sluice_core::deadletter;
 use sluice_core::record::now_nanos;
+use sluice_core::subject::decode_views_checked;
 
 use crate::counts::{Tally, empty_hour, hour_key};
 use crate::groups::{Delta, ErrorGroup, Grouper, MergeOptions, merge};
@@ -57,6 +64,8 @@ use crate::metrics::AggregatorMetrics;
 
 pub use crate::read::Reader;
 
+/// This role's name on the dead-letter stream.
+pub const ROLE: &str = "aggregator";
 /// KV bucket of error groups.
 pub const GROUPS_BUCKET: &str = "sluice_error_groups";
 /// KV bucket of per-hour counts.
@@ -85,6 +94,9 @@ async fn setup(
     config: &Config,
 ) -> Result<(Vec<Consumer>, kv::Store, kv::Store, kv::Store), String> {
     sluice_core::nats::ensure_stream(js, &config.nats)
+        .await
+        .map_err(|e| e.to_string())?;
+    deadletter::ensure(js, &config.nats)
         .await
         .map_err(|e| e.to_string())?;
     let claims = outbox::ensure(js, &config.nats).await?;
@@ -175,6 +187,7 @@ pub async fn run(
     };
     let errors_task = tokio::spawn(errors.run(vec![error_c, fatal_c], background.stopped()));
     let counts = CountWriter {
+        js: js.clone(),
         kv: counts_kv,
         metrics: metrics.clone(),
     };
@@ -303,16 +316,18 @@ impl ErrorWriter {
                 let batch =
                     pull_batch(&mut streams, &consumers, Duration::from_millis(200), 1_000).await;
                 for msg in batch {
-                    match decode_views(&msg.payload) {
+                    match decode_views_checked(&msg.subject, &msg.payload) {
                         Ok(records) => {
                             self.metrics.errors_in.inc_by(records.len() as u64);
                             for r in &records {
                                 grouper.add(r);
                             }
                         }
-                        Err(err) => {
-                            self.metrics.decode_errors.inc();
-                            tracing::warn!(subject = %msg.subject, error = %err, "a stream message does not decode; skipped");
+                        Err(misfiled) => {
+                            // Not grouped. The counts consumer reads every
+                            // subject, so it sets the message aside and
+                            // counts it, once per aggregator.
+                            tracing::debug!(subject = %msg.subject, reason = %misfiled, "message not grouped");
                         }
                     }
                     held.push(msg);
@@ -622,6 +637,7 @@ async fn write_group(
 }
 
 struct CountWriter {
+    js: jetstream::Context,
     kv: kv::Store,
     metrics: AggregatorMetrics,
 }
@@ -640,15 +656,18 @@ impl CountWriter {
                 for msg in
                     pull_batch(&mut streams, &consumers, Duration::from_millis(200), 2_000).await
                 {
-                    match decode_views(&msg.payload) {
+                    match decode_views_checked(&msg.subject, &msg.payload) {
                         Ok(records) => {
                             for r in &records {
-                                let app = sluice_core::names::normalize(r.app);
-                                tally.add(&app, r.service, r.level, r.ts);
+                                tally.add(r.app, r.service, r.level, r.ts);
                             }
                         }
-                        Err(_) => {
-                            self.metrics.decode_errors.inc();
+                        Err(misfiled) => {
+                            let counts = &self.metrics.dead_letters;
+                            if !deadletter::set_aside(&self.js, ROLE, &msg, &misfiled, counts).await
+                            {
+                                continue;
+                            }
                         }
                     }
                     held.push(msg);

@@ -13,8 +13,9 @@ pub struct AggregatorMetrics {
     pub errors_in: Counter,
     /// Records counted per hour.
     pub records_counted: Counter,
-    /// Stream messages that did not decode (acknowledged, counted).
-    pub decode_errors: Counter,
+    /// Messages set aside on the dead-letter stream, not used, by `reason`
+    /// (see `sluice_core::subject`).
+    pub dead_letters: sluice_core::deadletter::Counts,
     /// Group writes to KV.
     pub group_writes: Counter,
     /// New groups.
@@ -42,7 +43,7 @@ impl AggregatorMetrics {
         let m = AggregatorMetrics {
             errors_in: Counter::default(),
             records_counted: Counter::default(),
-            decode_errors: Counter::default(),
+            dead_letters: sluice_core::deadletter::Counts::register(r, "dead_letters"),
             group_writes: Counter::default(),
             groups_new: Counter::default(),
             write_conflicts: Counter::default(),
@@ -58,11 +59,6 @@ impl AggregatorMetrics {
             "records_counted",
             "Records counted per hour",
             m.records_counted.clone(),
-        );
-        r.register(
-            "decode_errors",
-            "Stream messages that did not decode",
-            m.decode_errors.clone(),
         );
         r.register("group_writes", "Group writes to KV", m.group_writes.clone());
         r.register("groups_new", "New error groups", m.groups_new.clone());

@@ -304,3 +304,68 @@ async fn huge_messages_are_cut_and_floods_are_bounded() {
     assert_eq!(hooks.got().len(), 1);
     agg.stop().await;
 }
+
+/// The subject names the app: records claiming `billing` (or another
+/// level) on a `shop` subject make no billing group, no billing count and
+/// no notice to billing's owner; nor do the `shop` records riding in the
+/// same messages count. Each message is set aside once, with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_claiming_another_app_are_neither_grouped_nor_counted() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    let billing_owner = "[[aggregator.owners]]\napp = \"billing\"\nreceiver = \"shop-team\"\n";
+    let agg = Aggregator::start(&nats, &hooks, billing_owner).await;
+    let (js, reader) = ready(&nats).await;
+    let misfiled = sluice_core::testing::publish_misfiled(&js).await;
+    let good: Vec<_> = (0..20)
+        .map(|i| {
+            test_record(
+                "shop",
+                "checkout",
+                Level::Error,
+                "web-1",
+                &format!("cart {i} could not be saved"),
+            )
+        })
+        .collect();
+    publish_records(&js, &good, 50).await;
+    wait_for(Duration::from_secs(30), "the shop group", async || {
+        let groups = reader.groups(Some("shop"), 10).await.unwrap();
+        groups.len() == 1 && groups[0].count == 20
+    })
+    .await;
+    sluice_core::testing::wait_dead_lettered(&js, sluice_aggregator::ROLE, &misfiled).await;
+    let now = now_nanos();
+    wait_for(Duration::from_secs(20), "the shop counts", async || {
+        let hours = reader
+            .hourly_counts("shop", now - 3_600_000_000_000, now)
+            .await
+            .unwrap();
+        hours.iter().map(|h| h.total()).sum::<u64>() == 20
+    })
+    .await;
+    assert_eq!(agg.metric("sluice_aggregator_dead_letters_total"), 5.0);
+    assert_eq!(
+        agg.metric("sluice_aggregator_dead_letters_total{reason=\"other_app\"}"),
+        2.0
+    );
+    // Nothing of billing anywhere, whatever its name looked like.
+    let all = reader.groups(None, 100).await.unwrap();
+    assert!(all.iter().all(|g| g.app == "shop"), "{all:#?}");
+    for app in ["billing", "Billing"] {
+        let hours = reader
+            .hourly_counts(app, now - 3_600_000_000_000, now)
+            .await
+            .unwrap();
+        assert_eq!(hours.iter().map(|h| h.total()).sum::<u64>(), 0, "{app}");
+    }
+    wait_for(Duration::from_secs(20), "the shop notice", async || {
+        !hooks.got().is_empty()
+    })
+    .await;
+    // A billing notice would need a billing group, and there is none.
+    let got = hooks.got();
+    assert_eq!(kinds(&got), ["new_group"]);
+    assert_eq!(got[0].body["app"], "shop");
+    agg.stop().await;
+}

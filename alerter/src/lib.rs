@@ -22,6 +22,11 @@
 //!   the outbox's duplicate window) and only one write succeeds; the others
 //!   adopt the stored state. So each group is notified once per decision,
 //!   whatever the number of instances.
+//! * The subject names the app: a message whose records claim another app
+//!   or level than its subject, or whose subject or payload is invalid, is
+//!   matched by no rule; it is set aside on the dead-letter stream as
+//!   `sluice.deadletter.alerter` and counted by reason
+//!   (`sluice_core::subject`).
 //! * Silences (config and `sluice alerts silence`) hold back matching
 //!   notifications; system alerts (consumer lag, ingest spikes) are rules
 //!   of their own addressed to `system_receiver`.
@@ -43,9 +48,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_core::codec::decode_views;
 use sluice_core::config::{Config, host_name};
+use sluice_core::deadletter;
 use sluice_core::record::now_nanos;
+use sluice_core::subject::{Misfiled, decode_views_checked};
 
 use crate::metrics::AlerterMetrics;
 use crate::notification::Notification;
@@ -53,6 +59,8 @@ use crate::role::{Background, BackgroundParts, Opened};
 use crate::rules::{Due, Engine, GroupState, Rule};
 use crate::silence::Silence;
 
+/// This role's name on the dead-letter stream.
+pub const ROLE: &str = "alerter";
 /// KV bucket of alert group states.
 pub const GROUPS_BUCKET: &str = "sluice_alerts";
 /// Key (in [`GROUPS_BUCKET`]) of how far the alerters have read.
@@ -143,6 +151,9 @@ pub async fn run(
     let mut shutdown = Box::pin(shutdown);
     let ready = sluice_core::nats::until_ready(&mut shutdown, || async {
         sluice_core::nats::ensure_stream(&js, &config.nats)
+            .await
+            .map_err(|e| e.to_string())?;
+        deadletter::ensure(&js, &config.nats)
             .await
             .map_err(|e| e.to_string())?;
         open_buckets(&js, &config).await
@@ -257,7 +268,13 @@ pub async fn run(
                 }
                 next = messages.next() => match next {
                     Some(Ok(msg)) => {
-                        let seq = state.observe(&mut engine, &msg);
+                        let (seq, misfiled) = state.observe(&mut engine, &msg);
+                        if let Some(misfiled) = misfiled {
+                            let counts = &metrics.dead_letters;
+                            // Read by an ordered consumer, so never redelivered:
+                            // the filterer's durable consumer keeps its copy.
+                            let _ = deadletter::set_aside(&js, ROLE, &msg, &misfiled, counts).await;
+                        }
                         last_seq = last_seq.max(seq);
                         last_read = std::time::Instant::now();
                         if msg.info().is_ok_and(|i| i.pending == 0) {
@@ -396,9 +413,16 @@ impl Loop {
         from.max(floor)
     }
 
-    /// Checks one stream message's records; returns its stream sequence.
-    fn observe(&mut self, engine: &mut Engine, msg: &jetstream::Message) -> u64 {
-        let Ok(info) = msg.info() else { return 0 };
+    /// Checks one stream message's records; returns its stream sequence,
+    /// and why it was not used when it was not.
+    fn observe(
+        &mut self,
+        engine: &mut Engine,
+        msg: &jetstream::Message,
+    ) -> (u64, Option<Misfiled>) {
+        let Ok(info) = msg.info() else {
+            return (0, None);
+        };
         let seq = info.stream_sequence;
         let published =
             (info.published.unix_timestamp_nanos()).clamp(0, i128::from(i64::MAX)) as i64;
@@ -408,13 +432,9 @@ impl Loop {
         self.metrics
             .processing_delay_seconds
             .set((now - published).max(0) as f64 / 1e9);
-        let records = match decode_views(&msg.payload) {
+        let records = match decode_views_checked(&msg.subject, &msg.payload) {
             Ok(r) => r,
-            Err(err) => {
-                self.metrics.decode_errors.inc();
-                tracing::warn!(subject = %msg.subject, seq, error = %err, "a stream message does not decode; skipped");
-                return seq;
-            }
+            Err(misfiled) => return (seq, Some(misfiled)),
         };
         let before = engine.stats;
         for r in &records {
@@ -444,7 +464,7 @@ impl Loop {
         self.metrics
             .groups_refused
             .inc_by(after.groups_refused - before.groups_refused);
-        seq
+        (seq, None)
     }
 
     fn judge_minute(&mut self, engine: &mut Engine, now: i64) {

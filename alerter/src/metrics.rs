@@ -77,8 +77,9 @@ pub struct AlerterMetrics {
     pub records_in: Counter,
     /// Rule matches.
     pub matches: Counter,
-    /// Messages that did not decode (skipped, counted).
-    pub decode_errors: Counter,
+    /// Messages set aside on the dead-letter stream, not matched, by
+    /// `reason` (see `sluice_core::subject`).
+    pub dead_letters: sluice_core::deadletter::Counts,
     /// Groups tracked.
     pub groups: Gauge,
     /// Matches dropped because the group cap was reached.
@@ -101,7 +102,7 @@ impl AlerterMetrics {
             messages_in: Counter::default(),
             records_in: Counter::default(),
             matches: Counter::default(),
-            decode_errors: Counter::default(),
+            dead_letters: sluice_core::deadletter::Counts::register(r, "dead_letters"),
             groups: Gauge::default(),
             groups_refused: Counter::default(),
             silenced: Counter::default(),
@@ -116,11 +117,6 @@ impl AlerterMetrics {
             m.records_in.clone(),
         );
         r.register("matches", "Rule matches", m.matches.clone());
-        r.register(
-            "decode_errors",
-            "Stream messages that did not decode",
-            m.decode_errors.clone(),
-        );
         r.register("groups", "Alert groups tracked", m.groups.clone());
         r.register(
             "groups_refused",

@@ -12,7 +12,8 @@ use sluice_core::Level;
 use sluice_core::config::Config;
 use sluice_core::record::parse_ts;
 use sluice_core::testing::{
-    Hook, Hooks, NatsServer, free_port, publish_records, test_record, wait_for,
+    Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
+    try_metric_value, wait_for,
 };
 
 struct Alerter {
@@ -500,24 +501,69 @@ async fn a_4xx_answer_is_not_retried_and_is_counted() {
     let alerter = Alerter::start(&text).await;
     let js = js(&nats).await;
     burst(&js, 10, &["checkout"]).await;
-    let rejected = || {
-        sluice_core::testing::http_get(admin, "/metrics")
-            .1
-            .lines()
-            .filter(|l| {
-                l.starts_with("sluice_alerter_deliveries_total{")
-                    && l.contains("outcome=\"rejected\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    const REJECTED: &str = "sluice_alerter_deliveries_total{outcome=\"rejected\"}";
+    let rejected = || metric_value(&http_get(admin, "/metrics").1, REJECTED);
+    // The series exists once the first outcome is counted.
     wait_for(Duration::from_secs(20), "the refusal", async || {
-        rejected() >= 1.0
+        try_metric_value(&http_get(admin, "/metrics").1, REJECTED).is_some_and(|n| n >= 1.0)
     })
     .await;
     // Retries would come within seconds (retry_max_secs = 2).
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(hooks.requests(), 1, "a refused notification was sent again");
     assert_eq!(rejected(), 1.0);
+    alerter.stop().await;
+}
+
+const BILLING_AND_SHOP: &str = r#"
+[[alerter.rules]]
+name = "billing-errors"
+app = "billing"
+kind = "every"
+receiver = "hook"
+group_wait_secs = 0
+
+[[alerter.rules]]
+name = "shop-errors"
+app = "shop"
+kind = "every"
+receiver = "hook"
+group_wait_secs = 0
+"#;
+
+/// The subject names the app: records claiming `billing` on a `shop`
+/// subject do not fire billing's rule, nor do the `shop` records riding in
+/// the same messages fire shop's; each message is set aside with its
+/// reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_claiming_another_app_fire_no_rule() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    let text = config(&nats, &hooks, "a1", BILLING_AND_SHOP);
+    let admin: u16 = text
+        .split("listen = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let alerter = Alerter::start(&text).await;
+    let js = js(&nats).await;
+    let misfiled = sluice_core::testing::publish_misfiled(&js).await;
+    burst(&js, 10, &["checkout"]).await;
+    // Only the 10 good records: the shop records in refused messages are
+    // not counted either.
+    wait_for(Duration::from_secs(30), "the shop notices", async || {
+        hooks.got().iter().map(count_of).sum::<u64>() >= 10
+    })
+    .await;
+    sluice_core::testing::wait_dead_lettered(&js, sluice_alerter::ROLE, &misfiled).await;
+    let metric = |name: &str| metric_value(&http_get(admin, "/metrics").1, name);
+    assert_eq!(metric("sluice_alerter_dead_letters_total"), 5.0);
+    // Every match there was: the billing rule never matched.
+    assert_eq!(metric("sluice_alerter_matches_total"), 10.0);
+    let got = hooks.got();
+    let rules: HashSet<&str> = got.iter().map(rule_of).collect();
+    assert_eq!(rules, HashSet::from(["shop-errors"]), "{got:#?}");
+    assert_eq!(got.iter().map(count_of).sum::<u64>(), 10);
     alerter.stop().await;
 }

@@ -568,6 +568,46 @@ async fn undecodable_batches_go_to_the_dead_letter_stream() {
     assert_eq!(f.terminate(), Some(0));
 }
 
+/// The subject names the app: records that claim another app or level
+/// than their subject, or a subject with an invalid app, are filed nowhere;
+/// each message is set aside whole with its reason and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_claiming_another_app_or_level_are_dead_lettered_not_filed() {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let js = jetstream(&nats).await;
+    let mut f = Filterer::new(tmp.path(), "m1", &nats, &s3, "");
+    f.start();
+    let misfiled = sluice_core::testing::publish_misfiled(&js).await;
+    let good = records_for(&["shop"], 10);
+    publish(&js, &good).await;
+    let expected: HashMap<String, Record> =
+        good.iter().map(|r| (r.id.clone(), r.clone())).collect();
+    // Exactly the good records are filed: any other record fails this.
+    wait_compacted(&s3, &expected, Duration::from_secs(60), || f.log_text());
+    let keys: Vec<String> = stored(&s3).blobs.into_keys().collect();
+    assert!(keys.iter().all(|k| k.starts_with("app=shop/")), "{keys:#?}");
+    sluice_core::testing::wait_dead_lettered(&js, sluice_filterer::ROLE, &misfiled).await;
+    let by_reason = |reason: &str| {
+        f.metric(&format!(
+            "sluice_filterer_dead_letters_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    assert_eq!(by_reason("other_app"), 2.0);
+    assert_eq!(by_reason("other_level"), 1.0);
+    assert_eq!(by_reason("invalid_app"), 1.0);
+    assert_eq!(by_reason("invalid_subject"), 1.0);
+    assert_eq!(by_reason("undecodable"), 0.0);
+    assert_eq!(f.metric("sluice_filterer_dead_letters_total"), 5.0);
+    // The dead letter is the original payload, unchanged.
+    let letters = sluice_core::testing::dead_letters(&js, sluice_filterer::ROLE).await;
+    let records = sluice_core::codec::decode_batch(&letters[0].payload).unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.app == "billing"));
+    assert_eq!(f.terminate(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_record_for_a_compacted_hour_is_compacted_again() {
     let nats = NatsServer::start();

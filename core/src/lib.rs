@@ -2,7 +2,9 @@
 //!
 //! Everything more than one process needs lives here: the [`record`] model and
 //! its JSON form, the MessagePack [`codec`] spoken on the wire, validation of
-//! [`names`] that end up in subjects and object keys, the one TOML [`config`]
+//! [`names`] that end up in subjects and object keys, the [`subject`] check
+//! every consumer of `LOGS` makes and the [`deadletter`] stream it sets
+//! refused messages aside on, the one TOML [`config`]
 //! schema, [`nats`] connection and stream helpers, the object [`store`], the
 //! [`admin`] endpoint, [`telemetry`] set-up and, behind the `testing` feature,
 //! the harness that starts real servers for integration tests.
@@ -10,6 +12,7 @@
 pub mod admin;
 pub mod codec;
 pub mod config;
+pub mod deadletter;
 pub mod index;
 pub mod layout;
 pub mod names;
@@ -17,6 +20,7 @@ pub mod nats;
 pub mod record;
 pub mod shutdown;
 pub mod store;
+pub mod subject;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

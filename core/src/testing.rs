@@ -238,15 +238,28 @@ pub fn terminate(mut child: Child) {
     let _ = child.wait();
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc`.
+/// CPU seconds (user + system) a process has used, from `/proc`. Panics
+/// when the process is gone or its stat line cannot be read, rather than
+/// reporting a cost of 0.
 pub fn process_cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e} (has the process exited?)"));
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("{path} has no command field: {stat:?}"));
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
+    let ticks: f64 = match fields.get(11..13) {
+        Some([user, system]) => [user, system]
+            .iter()
+            .map(|v| {
+                v.parse::<f64>()
+                    .unwrap_or_else(|e| panic!("{path}: cpu time {v:?}: {e}"))
+            })
+            .sum(),
+        _ => panic!("{path} has no utime/stime fields: {stat:?}"),
+    };
     let per_sec = Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -256,15 +269,18 @@ pub fn process_cpu_secs(pid: u32) -> f64 {
     ticks / per_sec
 }
 
-/// A process's peak resident set size in MiB, from `/proc`.
+/// A process's peak resident set size in MiB, from `/proc`. Panics when it
+/// cannot be read, rather than reporting 0.
 pub fn process_peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e} (has the process exited?)"));
+    let kib = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+        .unwrap_or_else(|| panic!("{path} has no VmHWM line"));
+    kib / 1024.0
 }
 
 /// Sends a signal to a process by PID using the `kill` command.
@@ -275,37 +291,109 @@ pub fn signal(pid: u32, name: &str) {
         .status();
 }
 
-/// Sum of a metric's values over its labels in Prometheus text, 0 when absent.
+/// Sum of a metric's values over its labels in Prometheus text. `name` may
+/// hold label pairs, `name{outcome="rejected"}`, to sum only the series
+/// that have all of them.
+///
+/// Panics when the text neither has a sample of the metric nor declares it
+/// (`# TYPE`, with a counter's `_total` or a histogram's `_count`/`_sum`
+/// suffix taken off): a renamed or missing metric fails the test instead of
+/// reading as 0. A declared metric with no matching series is 0. (The
+/// prometheus-client encoder leaves out a labelled family that has no series
+/// yet, so a role creates the series of its bounded labels up front, as the
+/// dead-letter counters do, or a test waits for the first one with
+/// [`try_metric_value`].)
 pub fn metric_value(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    try_metric_value(body, name).unwrap_or_else(|| {
+        panic!(
+            "metric {name} is not in the metrics text ({} lines); was it renamed or never registered?",
+            body.lines().count()
+        )
+    })
 }
 
-/// A minimal HTTP/1.0 GET against 127.0.0.1:port.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
+/// Like [`metric_value`], but `None` when the metric is missing.
+pub fn try_metric_value(body: &str, name: &str) -> Option<f64> {
+    let (base, wanted) = match name.split_once('{') {
+        Some((base, labels)) => (base, split_labels(labels.trim_end_matches('}'))),
+        None => (name, Vec::new()),
     };
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(base) else {
+            continue;
+        };
+        let labels = match rest.strip_prefix('{') {
+            Some(rest) => split_labels(rest.split_once('}').map_or("", |(l, _)| l)),
+            None if rest.starts_with(' ') => Vec::new(),
+            None => continue,
+        };
+        found = true;
+        if wanted.iter().all(|w| labels.contains(w))
+            && let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
+        }
+    }
+    if found {
+        return Some(sum);
+    }
+    let family = ["_total", "_count", "_sum", "_bucket"]
+        .iter()
+        .find_map(|suffix| base.strip_suffix(suffix))
+        .unwrap_or(base);
+    let declared = body.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|rest| rest.split(' ').next())
+            .is_some_and(|declared| declared == family || declared == base)
+    });
+    declared.then_some(0.0)
+}
+
+/// `a="x",b="y"` as its pairs (values in this project hold no `,`).
+fn split_labels(text: &str) -> Vec<&str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// A minimal HTTP/1.0 GET against 127.0.0.1:port: the status and the body.
+///
+/// Panics when nothing listens there or the answer is not HTTP, so an
+/// endpoint that is down fails the test instead of reading as empty; use
+/// [`try_http_get`] to poll an endpoint that may not be up yet.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_http_get(port, path).unwrap_or_else(|err| panic!("GET 127.0.0.1:{port}{path}: {err}"))
+}
+
+/// Like [`http_get`], but an error when the endpoint cannot be reached or
+/// does not answer HTTP.
+pub fn try_http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("cannot connect: {e} (is the process running?)"))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
     let status = out
-        .split_whitespace()
-        .nth(1)
+        .strip_prefix("HTTP/")
+        .and_then(|rest| rest.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                out.chars().take(80).collect::<String>()
+            )
+        })?;
     let body = out
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// Reads the `LOGS` stream incrementally, surviving server restarts.
@@ -316,6 +404,9 @@ pub struct Collector {
     pub records: Vec<Record>,
     /// Messages (batches) read so far.
     pub messages: u64,
+    /// The `Nats-Msg-Id` of every message read, in stream order (empty
+    /// when a message has none).
+    pub msg_ids: Vec<String>,
 }
 
 impl Collector {
@@ -331,6 +422,7 @@ impl Collector {
             next_seq: 1,
             records: Vec::new(),
             messages: 0,
+            msg_ids: Vec::new(),
         }
     }
 
@@ -375,6 +467,13 @@ impl Collector {
             }
             self.records.extend(records);
             self.messages += 1;
+            self.msg_ids.push(
+                msg.headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            );
             self.next_seq = seq + 1;
         }
     }
@@ -619,6 +718,167 @@ pub async fn publish_records(
         ack.expect("stored");
     }
     messages
+}
+
+/// A message a sender allowed only `logs.shop.>` might publish to reach
+/// another app, and what every consumer of `LOGS` must make of it.
+#[derive(Debug, Clone)]
+pub struct Misfiling {
+    /// The subject it was published on.
+    pub subject: String,
+    /// The reason label every consumer sets it aside with.
+    pub reason: &'static str,
+    /// Text the reason must hold (the claimed app or level).
+    pub names: &'static str,
+}
+
+/// Publishes, over a raw connection, the messages a sender could use to
+/// write into the app `billing` or past its subject, each with records that
+/// also match a `billing` rule or error group if anyone trusted them:
+///
+/// 1. `logs.shop.error` whose records all say `app = "billing"`;
+/// 2. `logs.shop.error` with one `shop` record and one `"../billing"`;
+/// 3. `logs.shop.info` holding an `ERROR` record;
+/// 4. `logs.Billing.error` (an invalid app in the subject);
+/// 5. `logs.billing` (not `logs.<app>.<level>`).
+pub async fn publish_misfiled(js: &jetstream::Context) -> Vec<Misfiling> {
+    use crate::Level;
+    let billing = |app: &str, level: Level| {
+        test_record(
+            app,
+            "ledger",
+            level,
+            "web-1",
+            "billing ledger mismatch for invoice 4411",
+        )
+    };
+    let cases: Vec<(Misfiling, Vec<Record>)> = vec![
+        (
+            Misfiling {
+                subject: "logs.shop.error".into(),
+                reason: "other_app",
+                names: "\"billing\"",
+            },
+            (0..3).map(|_| billing("billing", Level::Error)).collect(),
+        ),
+        (
+            Misfiling {
+                subject: "logs.shop.error".into(),
+                reason: "other_app",
+                names: "\"../billing\"",
+            },
+            vec![
+                billing("shop", Level::Error),
+                billing("../billing", Level::Error),
+            ],
+        ),
+        (
+            Misfiling {
+                subject: "logs.shop.info".into(),
+                reason: "other_level",
+                names: "ERROR",
+            },
+            vec![billing("shop", Level::Error)],
+        ),
+        (
+            Misfiling {
+                subject: "logs.Billing.error".into(),
+                reason: "invalid_app",
+                names: "logs.Billing.error",
+            },
+            vec![billing("Billing", Level::Error)],
+        ),
+        (
+            Misfiling {
+                subject: "logs.billing".into(),
+                reason: "invalid_subject",
+                names: "logs.billing",
+            },
+            vec![billing("billing", Level::Error)],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (case, records) in cases {
+        let payload = crate::codec::encode_batch(&records);
+        js.publish(case.subject.clone(), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        out.push(case);
+    }
+    out
+}
+
+/// One message on the dead-letter stream.
+#[derive(Debug, Clone)]
+pub struct DeadLetterSeen {
+    /// The `Sluice-Subject` header: the subject it came on.
+    pub subject: String,
+    /// The `Sluice-Reason` header.
+    pub reason: String,
+    /// The payload.
+    pub payload: bytes::Bytes,
+}
+
+/// What `role` has set aside on the dead-letter stream so far (empty when
+/// the stream does not exist yet).
+pub async fn dead_letters(js: &jetstream::Context, role: &str) -> Vec<DeadLetterSeen> {
+    let subject = crate::deadletter::subject(role);
+    let Ok(mut stream) = js.get_stream(crate::deadletter::STREAM).await else {
+        return Vec::new();
+    };
+    let Ok(info) = stream.info().await else {
+        return Vec::new();
+    };
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let mut out = Vec::new();
+    for seq in first.max(1)..=last {
+        let Ok(msg) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        if msg.subject.as_str() != subject {
+            continue;
+        }
+        let header = |name: &str| {
+            msg.headers
+                .get(name)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
+        out.push(DeadLetterSeen {
+            subject: header("Sluice-Subject"),
+            reason: header("Sluice-Reason"),
+            payload: msg.payload.clone(),
+        });
+    }
+    out
+}
+
+/// Waits until `role` has set every one of `sent` aside, each once, with
+/// its reason; panics with what it found otherwise.
+pub async fn wait_dead_lettered(js: &jetstream::Context, role: &str, sent: &[Misfiling]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = dead_letters(js, role).await;
+        let matched = |m: &Misfiling| {
+            seen.iter()
+                .filter(|d| {
+                    d.subject == m.subject
+                        && d.reason.starts_with(m.reason)
+                        && d.reason.contains(m.names)
+                })
+                .count()
+        };
+        if seen.len() == sent.len() && sent.iter().all(|m| matched(m) == 1) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{role} set aside {seen:#?}, expected one each of {sent:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// One request a [`Hooks`] receiver got.

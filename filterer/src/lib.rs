@@ -15,9 +15,14 @@
 //!   (readers de-duplicate by `id` meanwhile).
 //! * Several filterers can share the durable consumer: JetStream hands each
 //!   message to one of them, and blob names never collide.
-//! * A payload that does not decode is published to `sluice.deadletter.filterer`
-//!   (stream `SLUICE_DEADLETTER`) with the reason in the `Sluice-Reason`
-//!   header, then acknowledged: it never blocks the stream.
+//! * The subject names the app: a message whose subject is not
+//!   `logs.<valid app>.<level>`, whose payload does not decode, or whose
+//!   records claim another app or level than its subject
+//!   (`sluice_core::subject`) is filed nowhere. It is published whole to
+//!   `sluice.deadletter.filterer` (stream `SLUICE_DEADLETTER`, see
+//!   `sluice_core::deadletter`) with the reason in the `Sluice-Reason`
+//!   header, counted by reason, then acknowledged: it never blocks the
+//!   stream.
 //! * Compaction ([`compact`]) runs in every instance, coordinated through
 //!   JetStream KV claims.
 
@@ -32,16 +37,16 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_core::codec::decode_batch;
 use sluice_core::config::{Config, host_name};
+use sluice_core::deadletter;
 use sluice_core::layout::{BlobKind, Partition};
 use sluice_core::record::now_nanos;
 use sluice_core::store::Store;
+use sluice_core::subject::{Misfiled, decode_checked};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::blobs::{StoreHealth, write_blob};
@@ -54,9 +59,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Name of the durable consumer every filterer shares.
 pub const CONSUMER: &str = "filterer";
-/// Stream holding undecodable messages.
-pub const DEADLETTER_STREAM: &str = "SLUICE_DEADLETTER";
-/// Subject undecodable messages are published on.
+/// Stream holding the messages the filterer would not file.
+pub const DEADLETTER_STREAM: &str = deadletter::STREAM;
+/// This role's name on the dead-letter stream.
+pub const ROLE: &str = "filterer";
+/// Subject the messages the filterer would not file are published on.
 pub const DEADLETTER_SUBJECT: &str = "sluice.deadletter.filterer";
 /// KV bucket of partitions written since their last compaction.
 pub const DIRTY_BUCKET: &str = "sluice_partitions";
@@ -93,8 +100,8 @@ enum Event {
     Routed(u64, u32),
     /// These messages each had records in a buffer that is now stored.
     Stored(Vec<u64>),
-    /// The message did not decode.
-    DeadLetter(u64, String),
+    /// The message is not filed.
+    DeadLetter(u64, Misfiled),
 }
 
 /// This instance's name: configured, else the host name, made a valid name.
@@ -141,7 +148,7 @@ pub async fn run(
 
     let stop = Arc::new(AtomicBool::new(false));
     let (events_tx, events_rx) = unbounded_channel::<Event>();
-    let (route_tx, route_rx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(256);
+    let (route_tx, route_rx) = std::sync::mpsc::sync_channel::<Routable>(256);
     let (flush_tx, flush_rx) = unbounded_channel::<Buffer>();
 
     // Router thread.
@@ -314,15 +321,9 @@ async fn setup(
     sluice_core::nats::ensure_stream(js, &config.nats)
         .await
         .map_err(|e| format!("stream {}: {e}", config.nats.stream))?;
-    js.create_or_update_stream(jetstream::stream::Config {
-        name: DEADLETTER_STREAM.into(),
-        subjects: vec!["sluice.deadletter.>".into()],
-        max_age: Duration::from_secs(config.nats.max_age_secs),
-        num_replicas: config.nats.replicas,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("stream {DEADLETTER_STREAM}: {e}"))?;
+    deadletter::ensure(js, &config.nats)
+        .await
+        .map_err(|e| e.to_string())?;
     let stream = js
         .get_stream(&config.nats.stream)
         .await
@@ -366,9 +367,12 @@ fn ack_wait(flush_interval: Duration) -> Duration {
     flush_interval + Duration::from_secs(30)
 }
 
+/// A message on its way to the router: stream sequence, subject, payload.
+type Routable = (u64, async_nats::Subject, Bytes);
+
 async fn pull_loop(
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    route_tx: SyncSender<(u64, Bytes)>,
+    route_tx: SyncSender<Routable>,
     events: UnboundedSender<Event>,
     metrics: &FiltererMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -407,11 +411,12 @@ async fn pull_loop(
         };
         metrics.messages_in.inc();
         let payload = msg.payload.clone();
+        let subject = msg.subject.clone();
         if events.send(Event::Received(seq, Box::new(msg))).is_err() {
             return;
         }
         // Wait for the router when it is behind: back-pressure to the stream.
-        let mut item = (seq, payload);
+        let mut item = (seq, subject, payload);
         loop {
             match route_tx.try_send(item) {
                 Ok(()) => break,
@@ -427,7 +432,7 @@ async fn pull_loop(
 
 fn route_loop(
     mut router: Router,
-    rx: Receiver<(u64, Bytes)>,
+    rx: Receiver<Routable>,
     events: UnboundedSender<Event>,
     flush: UnboundedSender<Buffer>,
     metrics: FiltererMetrics,
@@ -439,16 +444,15 @@ fn route_loop(
         let item = rx.recv_timeout(Duration::from_millis(200));
         let now = now_nanos();
         match item {
-            Ok((seq, payload)) => match decode_batch(&payload) {
-                Ok(records) => {
+            Ok((seq, subject, payload)) => match decode_checked(&subject, &payload) {
+                Ok((target, records)) => {
                     metrics.records_in.inc_by(records.len() as u64);
-                    let routed = router.push(seq, records, now, &mut ready);
-                    metrics.invalid_apps.inc_by(routed.invalid_apps);
+                    let routed = router.push(seq, target.app, records, now, &mut ready);
                     metrics.future_records.inc_by(routed.future);
                     let _ = events.send(Event::Routed(seq, routed.buffers));
                 }
-                Err(err) => {
-                    let _ = events.send(Event::DeadLetter(seq, err.to_string()));
+                Err(misfiled) => {
+                    let _ = events.send(Event::DeadLetter(seq, misfiled));
                 }
             },
             Err(RecvTimeoutError::Timeout) => {}
@@ -601,14 +605,13 @@ async fn track(
                     finish_if_done(&mut held, seq, &metrics).await;
                 }
             }
-            Event::DeadLetter(seq, reason) => {
-                if let Some(h) = held.remove(&seq) {
-                    dead_letter(&js, &h.msg, &reason).await;
-                    metrics.dead_letters.inc();
-                    tracing::warn!(subject = %h.msg.subject, seq, reason = %reason, "undecodable message set aside on the dead-letter subject");
-                    if let Err(err) = h.msg.ack().await {
-                        tracing::warn!(error = %err, seq, "cannot acknowledge a dead-lettered message");
-                    }
+            Event::DeadLetter(seq, misfiled) => {
+                if let Some(h) = held.remove(&seq)
+                    && deadletter::set_aside(&js, ROLE, &h.msg, &misfiled, &metrics.dead_letters)
+                        .await
+                    && let Err(err) = h.msg.ack().await
+                {
+                    tracing::warn!(error = %err, seq, "cannot acknowledge a dead-lettered message");
                 }
             }
         }
@@ -629,26 +632,5 @@ async fn finish_if_done(held: &mut HashMap<u64, Held>, seq: u64, metrics: &Filte
             // compaction removes the copy.
             Err(err) => tracing::warn!(error = %err, seq, "cannot acknowledge a stored message"),
         }
-    }
-}
-
-async fn dead_letter(js: &jetstream::Context, msg: &jetstream::Message, reason: &str) {
-    let mut headers = HeaderMap::new();
-    headers.insert("Sluice-Reason", reason);
-    headers.insert("Sluice-Subject", msg.subject.as_str());
-    for attempt in 0..10u32 {
-        match js
-            .publish_with_headers(DEADLETTER_SUBJECT, headers.clone(), msg.payload.clone())
-            .await
-        {
-            Ok(ack) => match ack.await {
-                Ok(_) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, attempt, "dead-letter publish not acknowledged")
-                }
-            },
-            Err(err) => tracing::warn!(error = %err, attempt, "dead-letter publish failed"),
-        }
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
     }
 }

@@ -24,10 +24,9 @@ pub struct FiltererMetrics {
     pub records_in: Counter,
     /// Messages acknowledged after their records were stored.
     pub messages_acked: Counter,
-    /// Messages that did not decode, set aside on the dead-letter subject.
-    pub dead_letters: Counter,
-    /// Records whose app was not a valid name (normalised).
-    pub invalid_apps: Counter,
+    /// Messages set aside on the dead-letter stream, not filed, by `reason`
+    /// (see `sluice_core::subject`).
+    pub dead_letters: sluice_core::deadletter::Counts,
     /// Records placed by arrival time because their ts was in the future.
     pub future_records: Counter,
     /// Blobs written, by kind (`part`, `compact`).
@@ -65,8 +64,10 @@ impl FiltererMetrics {
             messages_in: Counter::default(),
             records_in: Counter::default(),
             messages_acked: Counter::default(),
-            dead_letters: Counter::default(),
-            invalid_apps: Counter::default(),
+            dead_letters: sluice_core::deadletter::Counts::register(
+                r,
+                "sluice_filterer_dead_letters",
+            ),
             future_records: Counter::default(),
             blobs_written: Family::default(),
             raw_bytes_written: Counter::default(),
@@ -96,16 +97,6 @@ impl FiltererMetrics {
             "sluice_filterer_messages_acked",
             "Messages acknowledged after storing",
             m.messages_acked.clone(),
-        );
-        r.register(
-            "sluice_filterer_dead_letters",
-            "Undecodable messages set aside",
-            m.dead_letters.clone(),
-        );
-        r.register(
-            "sluice_filterer_invalid_apps",
-            "Records with an invalid app, normalised",
-            m.invalid_apps.clone(),
         );
         r.register(
             "sluice_filterer_future_records",

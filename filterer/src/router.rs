@@ -9,11 +9,12 @@
 //! Every stream message is tracked by the buffers its records went to: the
 //! caller acknowledges a message once every one of those buffers is stored.
 //!
-//! Records are checked again here, whatever the agent did: an `app` that is
-//! not a valid name is normalised (and the original kept in
-//! `attrs["sluice.invalid_app"]`) so it never reaches a key; a `ts` further
-//! in the future than `future_tolerance` is replaced by the arrival time
-//! (original in `attrs["sluice.future_ts"]`).
+//! The app a message's records are filed under is the app of its subject,
+//! which the caller parsed and checked against every record
+//! (`sluice_core::subject`): a record's own claim never chooses a key, and
+//! a message that claims another app never gets here. A `ts` further in the
+//! future than `future_tolerance` is replaced by the arrival time (original
+//! in `attrs["sluice.future_ts"]`).
 
 use std::collections::HashMap;
 
@@ -23,8 +24,6 @@ use sluice_core::layout::Partition;
 use sluice_core::names;
 use sluice_core::record::format_ts;
 
-/// Set on records whose app was not a valid name; the value is the original.
-pub const ATTR_INVALID_APP: &str = "sluice.invalid_app";
 /// Set on records stamped too far in the future; the value is the original
 /// `ts`.
 pub const ATTR_FUTURE_TS: &str = "sluice.future_ts";
@@ -65,8 +64,6 @@ pub struct Routed {
     /// Buffers the message's records went to; the message is done when as
     /// many of them were stored.
     pub buffers: u32,
-    /// Records whose app was normalised.
-    pub invalid_apps: u64,
     /// Records placed by arrival time.
     pub future: u64,
 }
@@ -101,24 +98,22 @@ impl Router {
         self.buffers.len()
     }
 
-    /// Routes the records of message `seq`; full buffers are appended to
-    /// `ready`.
+    /// Routes the records of message `seq`, filed under `app`: the app of
+    /// the message's subject, which every record was checked to claim. Full
+    /// buffers are appended to `ready`.
     pub fn push(
         &mut self,
         seq: u64,
+        app: &str,
         records: Vec<Record>,
         now_ns: i64,
         ready: &mut Vec<Buffer>,
     ) -> Routed {
+        debug_assert!(names::is_valid(app));
+        debug_assert!(records.iter().all(|r| r.app == app));
         let mut routed = Routed::default();
         let mut touched: Vec<u64> = Vec::new();
         for mut record in records {
-            if !names::is_valid(&record.app) {
-                let original = std::mem::take(&mut record.app);
-                record.app = names::normalize(&original).into_owned();
-                record.attrs.insert(ATTR_INVALID_APP.to_string(), original);
-                routed.invalid_apps += 1;
-            }
             if record.ts > now_ns.saturating_add(self.cfg.future_tolerance_ns) {
                 record
                     .attrs
@@ -126,7 +121,7 @@ impl Router {
                 record.ts = now_ns;
                 routed.future += 1;
             }
-            let partition = Partition::of(&record.app, record.ts);
+            let partition = Partition::of(app, record.ts);
             let buffer = match self.buffers.get_mut(&partition) {
                 Some(b) => b,
                 None => {
@@ -243,15 +238,14 @@ mod tests {
         let t = now();
         let routed = r.push(
             1,
-            vec![
-                record("shop", t, 0),
-                record("shop", t - HOUR, 1),
-                record("web", t, 2),
-            ],
+            "shop",
+            vec![record("shop", t, 0), record("shop", t - HOUR, 1)],
             t,
             &mut ready,
         );
-        assert_eq!(routed.buffers, 3);
+        assert_eq!(routed.buffers, 2);
+        let routed = r.push(1, "web", vec![record("web", t, 2)], t, &mut ready);
+        assert_eq!(routed.buffers, 1);
         assert!(ready.is_empty());
         let mut all = r.drain();
         all.sort_by(|a, b| a.partition.cmp(&b.partition));
@@ -279,7 +273,7 @@ mod tests {
         let mut ready = Vec::new();
         let t = now();
         let records: Vec<Record> = (0..300).map(|n| record("shop", t, n)).collect();
-        let routed = r.push(7, records, t, &mut ready);
+        let routed = r.push(7, "shop", records, t, &mut ready);
         assert!(!ready.is_empty());
         // Every buffer the message touched counts, including the open one.
         assert_eq!(routed.buffers as usize, ready.len() + r.open_buffers());
@@ -292,31 +286,30 @@ mod tests {
     }
 
     #[test]
-    fn invalid_apps_and_future_times_are_fixed_and_flagged() {
+    fn future_times_are_fixed_and_flagged() {
         let mut r = Router::new(cfg());
         let mut ready = Vec::new();
         let t = now();
         let routed = r.push(
             1,
-            vec![record("../etc", t, 0), record("shop", t + 2 * HOUR, 1)],
+            "shop",
+            vec![record("shop", t, 0), record("shop", t + 2 * HOUR, 1)],
             t,
             &mut ready,
         );
-        assert_eq!(routed.invalid_apps, 1);
         assert_eq!(routed.future, 1);
         let all = r.drain();
-        for b in &all {
-            assert!(names::is_valid(&b.partition.app));
-            let line: Record =
-                serde_json::from_slice(b.ndjson.strip_suffix(b"\n").unwrap()).unwrap();
-            if line.id == "id-0" {
-                assert_eq!(line.attrs[ATTR_INVALID_APP], "../etc");
-                assert_eq!(line.app, "etc");
-            } else {
-                assert_eq!(line.ts, t);
-                assert!(line.attrs.contains_key(ATTR_FUTURE_TS));
-            }
-        }
+        assert_eq!(all.len(), 1);
+        let lines: Vec<Record> = all[0]
+            .ndjson
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert!(!lines[0].attrs.contains_key(ATTR_FUTURE_TS));
+        assert_eq!(lines[1].ts, t);
+        assert!(lines[1].attrs.contains_key(ATTR_FUTURE_TS));
     }
 
     #[test]
@@ -328,6 +321,7 @@ mod tests {
         let t = now();
         r.push(
             1,
+            "a",
             (0..10).map(|n| record("a", t, n)).collect(),
             t,
             &mut ready,
@@ -336,12 +330,14 @@ mod tests {
         assert_eq!(r.due(t + 61_000_000_000).len(), 1);
         r.push(
             2,
+            "b",
             (0..40).map(|n| record("b", t, n)).collect(),
             t,
             &mut ready,
         );
         r.push(
             3,
+            "c",
             (0..5).map(|n| record("c", t, n)).collect(),
             t,
             &mut ready,
