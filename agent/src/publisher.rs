@@ -3,8 +3,10 @@
 //!
 //! * Entries are read in spool order; each entry's per-level batches are
 //!   published on `logs.<app>.<level>` with `Nats-Msg-Id`
-//!   `<agent>:<seq>:<level>`, so a batch sent again after a lost ack or a
-//!   crash is dropped by the stream's duplicate window.
+//!   `<agent>:<incarnation>:<seq>:<level>` (`sluice_core::codec::msg_id`), so
+//!   a batch sent again after a lost ack or a crash is dropped by the
+//!   stream's duplicate window, and a new spool never repeats an old one's
+//!   ids.
 //! * Up to `max_in_flight` batches await their acks at once; the window
 //!   keeps the link busy without unbounded memory.
 //! * A failed or timed-out publish is retried forever, with capped,
@@ -132,6 +134,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut cursor = spool.ack_floor();
+    let incarnation = spool.incarnation();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut in_flight: FuturesUnordered<JobFuture> = FuturesUnordered::new();
     let window = opts.max_in_flight.max(1);
@@ -197,7 +200,7 @@ pub async fn run(
                 let job = Job {
                     seq,
                     subject: subject(&app, batch.level),
-                    msg_id: msg_id(&opts.agent_id, seq, batch.level),
+                    msg_id: msg_id(&opts.agent_id, incarnation.for_seq(seq), seq, batch.level),
                     payload: Bytes::from(batch.payload),
                     attempt: 0,
                 };

@@ -12,9 +12,15 @@
 //!   upper-case level name. `attrs` is a map of string to string. Every record
 //!   in one payload has the subject's app and level. Decoders ignore unknown
 //!   keys, and `attrs` and `source` may be missing.
-//! * **Header `Nats-Msg-Id`**: `<agent id>:<spool sequence>:<level>`, stable
-//!   when a batch is sent again, so JetStream's duplicate window drops resends
-//!   (see [`msg_id`]).
+//! * **Header `Nats-Msg-Id`**: `<agent id>:<incarnation>:<spool sequence>:<level>`,
+//!   e.g. `web-1:9f3c2a1b0d4e5f60:42:warn` (see [`msg_id`]). The incarnation
+//!   is 16 lower-case hex digits, random, made when the agent's spool is
+//!   made: a new spool (a re-imaged host, a container without its volume,
+//!   another host with the same agent id) starts its sequence at 1 again but
+//!   can never repeat an id an old spool used. A batch sent again from the
+//!   same spool keeps its id, so JetStream's duplicate window drops resends.
+//!   Entries spooled by agents older than incarnations keep the id they had,
+//!   `<agent id>:<spool sequence>:<level>`. Agent ids never contain `:`.
 //!
 //! Example payload, as JSON for readability:
 //! `[{"id":"01JDQ3N7Z5K3W8M2X4R6T9V0BC","ts":1795428000123456789,"app":"shop",
@@ -256,9 +262,14 @@ pub fn subject(app: &str, level: Level) -> String {
 }
 
 /// The `Nats-Msg-Id` of the batch of `level` records in spool entry `seq` of
-/// agent `agent_id`.
-pub fn msg_id(agent_id: &str, seq: u64, level: Level) -> String {
-    format!("{agent_id}:{seq}:{}", level.as_subject_token())
+/// agent `agent_id`, whose spool has the given incarnation: `None` only for
+/// entries spooled before spools had one (see the module docs).
+pub fn msg_id(agent_id: &str, incarnation: Option<u64>, seq: u64, level: Level) -> String {
+    let level = level.as_subject_token();
+    match incarnation {
+        Some(inc) => format!("{agent_id}:{inc:016x}:{seq}:{level}"),
+        None => format!("{agent_id}:{seq}:{level}"),
+    }
 }
 
 #[cfg(test)]
@@ -341,7 +352,15 @@ mod tests {
     #[test]
     fn subjects_and_ids() {
         assert_eq!(subject("shop", Level::Error), "logs.shop.error");
-        assert_eq!(msg_id("web-1", 42, Level::Warn), "web-1:42:warn");
+        assert_eq!(msg_id("web-1", None, 42, Level::Warn), "web-1:42:warn");
+        assert_eq!(
+            msg_id("web-1", Some(0x9f3c_2a1b_0d4e_5f60), 42, Level::Warn),
+            "web-1:9f3c2a1b0d4e5f60:42:warn"
+        );
+        assert_eq!(
+            msg_id("web-1", Some(7), 1, Level::Info),
+            "web-1:0000000000000007:1:info"
+        );
     }
 
     proptest! {

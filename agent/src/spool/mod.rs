@@ -11,6 +11,7 @@
 //! ```text
 //! <dir>/
 //!   lock                              advisory lock: one process per spool
+//!   incarnation                       random id made with the spool (see [`incarnation`])
 //!   state                             ack floor, sequence high-water mark, checkpoint
 //!   seg-00000000000000000001.spool    segment, named after the first seq it may hold
 //!   seg-00000000000000000734.spool
@@ -108,6 +109,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
+
+pub mod incarnation;
+
+pub use incarnation::Incarnation;
 
 const FRAME_MAGIC: [u8; 4] = [0xF3, 0x5C, 0x1D, 0xA7];
 const HEADER_LEN: usize = 20;
@@ -208,6 +213,8 @@ pub struct Recovered {
     /// The state file existed but could not be read or failed its checksum,
     /// so the checkpoint and the ack floor were lost.
     pub state_corrupt: bool,
+    /// How the spool's incarnation was come by.
+    pub incarnation: incarnation::Origin,
 }
 
 /// Where one entry's frame lives.
@@ -357,6 +364,7 @@ pub struct Spool {
     space: Condvar,
     writer: Mutex<Writer>,
     persisted: Mutex<Persisted>,
+    incarnation: Incarnation,
     /// Held for the spool's lifetime: the advisory lock dies with the handle.
     _lock: File,
 }
@@ -415,6 +423,8 @@ impl Spool {
         .max()
         .unwrap_or(FIRST_SEQ);
         state.next_seq = next_seq;
+        let (incarnation, origin) = incarnation::load_or_create(&dir, next_seq)?;
+        recovered.incarnation = origin;
 
         let unacked: Vec<(u64, u64)> = state
             .index
@@ -442,6 +452,7 @@ impl Spool {
             torn_bytes = recovered.torn_bytes,
             corrupt_frames = recovered.corrupt_frames,
             corrupt_bytes = recovered.corrupt_bytes,
+            incarnation = %format_args!("{:016x}", incarnation.id),
             "spool opened"
         );
 
@@ -461,9 +472,15 @@ impl Spool {
                 next_seq,
             }),
             persisted: Mutex::new(persisted),
+            incarnation,
             _lock: lock_file,
         };
         Ok((Arc::new(spool), recovered))
+    }
+
+    /// Which spool this is, for the ids of the batches its entries hold.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
     }
 
     /// Appends `payloads` with consecutive seqs, syncs once, and returns the
