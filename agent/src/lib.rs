@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod multiline;
 pub mod net;
 pub mod parse;
+pub mod presence;
 pub mod priority;
 pub mod publisher;
 pub mod source;
@@ -193,8 +194,10 @@ pub async fn run(
             positions.apply(&entry.positions);
         }
     })?;
+    let incarnation = format!("{:016x}", spool.incarnation().id);
     tracing::info!(
         agent_id = %id,
+        incarnation = %incarnation,
         entries = recovered.entries,
         files = positions.len(),
         torn_bytes = recovered.torn_bytes,
@@ -277,6 +280,20 @@ pub async fn run(
             }
         })
     };
+    let heartbeat = tokio::spawn(presence::run(
+        js.clone(),
+        config.nats.replicas,
+        id.clone(),
+        presence::Heartbeat {
+            incarnation,
+            host: host_name(),
+            pid: std::process::id(),
+            at: String::new(),
+        },
+        Duration::from_secs(agent.heartbeat_secs.max(1)),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let publisher = tokio::spawn(publisher::run(
         spool.clone(),
         js,
@@ -398,6 +415,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = publisher.await;
     let _ = ensure.await;
+    let _ = heartbeat.await;
     let _ = sampler.await;
     let _ = admin.await;
     // Record the final acks so a restart does not resend them.

@@ -82,6 +82,9 @@ pub struct AgentMetrics {
     /// Datagrams the kernel dropped on the syslog UDP socket since it was
     /// opened (receive buffer overflow).
     pub udp_kernel_drops: Gauge,
+    /// Heartbeats of another running agent with this agent's id seen in KV
+    /// `sluice_agents`.
+    pub id_conflicts: Counter,
 }
 
 impl AgentMetrics {
@@ -208,6 +211,11 @@ impl AgentMetrics {
             "sluice_agent_file_rotations",
             "Rotations and truncations detected, by kind",
             m.file_rotations.clone(),
+        );
+        r.register(
+            "sluice_agent_id_conflicts",
+            "Heartbeats of another running agent with the same agent id",
+            m.id_conflicts.clone(),
         );
         r.register(
             "sluice_agent_names_normalized",

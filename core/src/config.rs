@@ -296,6 +296,14 @@ pub struct AgentConfig {
     /// absent.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// How often the agent writes its heartbeat to KV `sluice_agents`, from
+    /// which it notices another running agent with the same `id`.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_heartbeat_secs() -> u64 {
+    30
 }
 
 fn default_data_dir() -> PathBuf {
@@ -315,6 +323,7 @@ impl Default for AgentConfig {
             admin: AdminConfig::default(),
             syslog: None,
             http: None,
+            heartbeat_secs: default_heartbeat_secs(),
         }
     }
 }
