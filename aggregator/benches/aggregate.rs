@@ -2,25 +2,34 @@
 //! cost of decoding their input.
 //!
 //! The same prepared wire batches (100 ERROR records of one app each,
-//! MessagePack as agents publish them) go through three paths, each timed
-//! over the whole set and repeated 3 times (best and median printed):
+//! MessagePack as agents publish them, each with its subject) go through
+//! three paths, each timed over the whole set and repeated 3 times (best
+//! and median printed):
 //!
-//! (a) **raw decode**: [`decode_batch`] of every batch into owned records
-//!     and nothing else (the limit); (a') the same with [`decode_views`],
-//!     the borrowed decode both services use, printed for comparison;
-//! (b) **aggregator**: borrowed decode, then for every record [`Grouper::add`]
-//!     (template, fingerprint, delta) and [`Tally::add`] (per-hour counts),
-//!     with [`Grouper::take`] and [`Tally::take`] as often as the service
-//!     writes at these rates (every [`sluice_aggregator::MAX_HELD`] batches);
-//! (c) **alerter with 100 rules**: borrowed decode, then [`Engine::observe`] of every
-//!     record, with [`Engine::due`] and [`Engine::apply`] of each due
-//!     notification every 1,000 batches.
+//! (a) **borrowed decode**: [`decode_views`] of every batch and nothing
+//!     else — the decode both services use, so the limit; (a') the owned
+//!     decode, [`decode_batch`], printed for comparison only;
+//! (b) **aggregator, error groups** (its consumers of `logs.*.error` and
+//!     `logs.*.fatal`): what the service does per message,
+//!     [`decode_views_checked`] (the borrowed decode, then every record
+//!     checked against the subject), then for every record [`Grouper::add`]
+//!     (template, fingerprint, delta), with [`Grouper::take`] as often as
+//!     the service writes at these rates (every
+//!     [`sluice_aggregator::MAX_HELD`] batches);
+//!     (b') the same decode and [`template_into`] alone, printed to show
+//!     how much of (b) the template itself takes;
+//! (c) **alerter with 100 rules**: [`decode_views_checked`], then
+//!     [`Engine::observe`] of every record, with [`Engine::due`] and
+//!     [`Engine::apply`] of each due notification every 1,000 batches;
+//! (d) **aggregator, hourly counts** (its consumer of `logs.>`, which sees
+//!     every record of every level): [`decode_views_checked`], then
+//!     [`Tally::add`] of every record, with [`Tally::take`] as in (b).
 //!
 //! Both services get their records only by decoding stream messages, so
 //! (a) is the most either can do on one core: a consumer can never process
 //! records faster than it decodes them. The figure that matters is how much
-//! of that limit the per-record work leaves: (b)/(a) and (c)/(a), with a
-//! target of at least 0.50 each (the verdict uses the best of the 3 runs of
+//! of that limit the per-record work leaves: (b)/(a), (c)/(a) and (d)/(a),
+//! with a target of at least 0.50 each (the verdict uses the best of the 3 runs of
 //! each path, the least disturbed by the rest of the machine; the ratio of
 //! medians is printed beside it). KV writes, acknowledgements and delivery
 //! are not measured: they happen once per group per second, not per record.
@@ -37,11 +46,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use sluice_aggregator::counts::Tally;
+use sluice_aggregator::fingerprint::template_into;
 use sluice_aggregator::groups::Grouper;
 use sluice_alerter::rules::{Engine, Rule};
-use sluice_core::codec::{decode_batch, decode_views, encode_batch};
+use sluice_core::codec::{decode_batch, decode_views, encode_batch, subject};
 use sluice_core::config::Config;
 use sluice_core::record::{IdGen, now_nanos};
+use sluice_core::subject::decode_views_checked;
 use sluice_core::testing::bench_size;
 use sluice_core::{Level, Record};
 
@@ -253,8 +264,14 @@ fn message(t: usize, g: &mut Rng) -> String {
     }
 }
 
+/// A stream message: its subject and payload.
+struct Message {
+    subject: String,
+    payload: Vec<u8>,
+}
+
 /// The wire batches, and message sizes (min, mean, max) for the report.
-fn prepare(records: usize) -> (Vec<Vec<u8>>, (usize, f64, usize)) {
+fn prepare(records: usize) -> (Vec<Message>, (usize, f64, usize)) {
     let mut g = Rng(0x5eed);
     let mut ids = IdGen::new();
     let now = now_nanos();
@@ -290,7 +307,10 @@ fn prepare(records: usize) -> (Vec<Vec<u8>>, (usize, f64, usize)) {
             })
             .collect();
         made += n;
-        batches.push(encode_batch(&batch));
+        batches.push(Message {
+            subject: subject(&app, Level::Error),
+            payload: encode_batch(&batch),
+        });
     }
     (batches, (min, sum as f64 / records.max(1) as f64, max))
 }
@@ -397,53 +417,82 @@ fn timed<S>(timings: &mut Timings, setup: impl FnOnce() -> S, work: impl FnOnce(
     state
 }
 
-/// (a): decode only.
-fn decode_only(batches: &[Vec<u8>]) -> usize {
+/// (a'): owned decode only, for comparison.
+fn decode_owned_only(batches: &[Message]) -> usize {
     let mut n = 0;
-    for payload in batches {
-        let records = decode_batch(black_box(payload)).expect("a prepared batch decodes");
+    for m in batches {
+        let records = decode_batch(black_box(&m.payload)).expect("a prepared batch decodes");
         n += black_box(&records).len();
     }
     n
 }
 
-/// (a'): borrowed decode only.
-fn decode_views_only(batches: &[Vec<u8>]) -> usize {
+/// (a): borrowed decode only, the limit.
+fn decode_views_only(batches: &[Message]) -> usize {
     let mut n = 0;
-    for payload in batches {
-        let records = decode_views(black_box(payload)).expect("a prepared batch decodes");
+    for m in batches {
+        let records = decode_views(black_box(&m.payload)).expect("a prepared batch decodes");
         n += black_box(&records).len();
     }
     n
 }
 
-/// (b): what the aggregator does per message. Returns the deltas and the
-/// count cells taken.
-fn aggregate(batches: &[Vec<u8>], grouper: &mut Grouper, tally: &mut Tally) -> (usize, usize) {
-    let (mut deltas, mut cells) = (0, 0);
-    for (i, payload) in batches.iter().enumerate() {
-        let records = decode_views(black_box(payload)).expect("a prepared batch decodes");
+/// What both services do first with every message.
+fn checked(m: &Message) -> Vec<sluice_core::codec::RecordView<'_>> {
+    decode_views_checked(black_box(&m.subject), black_box(&m.payload))
+        .expect("a prepared batch decodes and matches its subject")
+}
+
+/// (b): what the aggregator's error consumers do per message. Returns the
+/// deltas taken.
+fn aggregate(batches: &[Message], grouper: &mut Grouper) -> usize {
+    let mut deltas = 0;
+    for (i, m) in batches.iter().enumerate() {
+        let records = checked(m);
         for r in &records {
             grouper.add(r);
-            tally.add(r.app, r.service, r.level, r.ts);
         }
         if (i + 1) % WRITE_EVERY == 0 {
             deltas += black_box(grouper.take()).len();
+        }
+    }
+    deltas + black_box(grouper.take()).len()
+}
+
+/// (b'): the decode and the template of every message, nothing else.
+fn templates_only(batches: &[Message]) -> usize {
+    let mut out = String::with_capacity(1024);
+    let mut bytes = 0;
+    for m in batches {
+        for r in &checked(m) {
+            template_into(r.msg, &mut out);
+            bytes += black_box(&out).len();
+        }
+    }
+    bytes
+}
+
+/// (d): what the aggregator's counts consumer does per message. Returns
+/// the count cells taken.
+fn count(batches: &[Message], tally: &mut Tally) -> usize {
+    let mut cells = 0;
+    for (i, m) in batches.iter().enumerate() {
+        let records = checked(m);
+        for r in &records {
+            tally.add(r.app, r.service, r.level, r.ts);
         }
         if (i + 1) % WRITE_EVERY == 0 {
             cells += black_box(tally.take()).len();
         }
     }
-    deltas += black_box(grouper.take()).len();
-    cells += black_box(tally.take()).len();
-    (deltas, cells)
+    cells + black_box(tally.take()).len()
 }
 
 /// (c): what the alerter does per message. Returns the notifications due.
-fn alert(batches: &[Vec<u8>], engine: &mut Engine) -> usize {
+fn alert(batches: &[Message], engine: &mut Engine) -> usize {
     let mut notices = 0;
-    for (i, payload) in batches.iter().enumerate() {
-        let records = decode_views(black_box(payload)).expect("a prepared batch decodes");
+    for (i, m) in batches.iter().enumerate() {
+        let records = checked(m);
         // One clock reading per message, the stream sequence as seq.
         let now = now_nanos();
         let seq = i as u64 + 1;
@@ -470,7 +519,7 @@ fn main() {
 
     let started = Instant::now();
     let (batches, (msg_min, msg_mean, msg_max)) = prepare(records);
-    let wire: usize = batches.iter().map(Vec::len).sum();
+    let wire: usize = batches.iter().map(|m| m.payload.len()).sum();
     let (toml, mix) = rules_toml();
     let config = Config::parse(&toml).expect("the generated rules parse");
     let rules: Vec<Rule> = config.alerter.rules.iter().map(Rule::from_config).collect();
@@ -508,21 +557,27 @@ fn main() {
     );
 
     let (mut ta, mut tb, mut tc) = (Timings::default(), Timings::default(), Timings::default());
-    let mut tv = Timings::default();
+    let (mut tv, mut td, mut tt) = (Timings::default(), Timings::default(), Timings::default());
     let (mut deltas, mut cells, mut notices, mut matches, mut groups) = (0, 0, 0, 0, 0);
     // Interleaved, so a disturbance of the machine spreads over all paths.
     for _ in 0..RUNS {
-        let n = timed(&mut ta, || 0, |n| *n = decode_only(&batches));
+        let n = timed(&mut ta, || 0, |n| *n = decode_views_only(&batches));
         assert_eq!(n, records);
-        let n = timed(&mut tv, || 0, |n| *n = decode_views_only(&batches));
+        let n = timed(&mut tv, || 0, |n| *n = decode_owned_only(&batches));
         assert_eq!(n, records);
-        let (d, c) = timed(
+        deltas = timed(
             &mut tb,
-            || (Grouper::new(5), Tally::default(), (0, 0)),
-            |(grouper, tally, out)| *out = aggregate(&batches, grouper, tally),
+            || (Grouper::new(5), 0),
+            |(grouper, out)| *out = aggregate(&batches, grouper),
         )
-        .2;
-        (deltas, cells) = (d, c);
+        .1;
+        timed(&mut tt, || 0, |n| *n = templates_only(&batches));
+        cells = timed(
+            &mut td,
+            || (Tally::default(), 0),
+            |(tally, out)| *out = count(&batches, tally),
+        )
+        .1;
         let (engine, n) = timed(
             &mut tc,
             || {
@@ -537,8 +592,9 @@ fn main() {
     }
 
     println!(
-        "  per run: (b) {deltas} deltas taken, {cells} count cells; \
-         (c) {matches} rule matches ({:.2}/record), {groups} groups, {notices} notices due",
+        "  per run: (b) {deltas} deltas taken; \
+         (c) {matches} rule matches ({:.2}/record), {groups} groups, {notices} notices due; \
+         (d) {cells} count cells",
         matches as f64 / records.max(1) as f64
     );
     println!();
@@ -547,10 +603,12 @@ fn main() {
         "path", "best rec/s", "median rec/s"
     );
     for (name, t) in [
-        ("(a) raw decode (the limit)", &ta),
-        ("(a') borrowed decode", &tv),
-        ("(b) aggregator: grouper + tally", &tb),
+        ("(a) borrowed decode (the limit)", &ta),
+        ("(a') owned decode (comparison)", &tv),
+        ("(b) aggregator: error groups", &tb),
+        ("(b') decode + template only", &tt),
         ("(c) alerter: 100 rules", &tc),
+        ("(d) aggregator: hourly counts", &td),
     ] {
         println!(
             "  {name:<34} {:>14.0} {:>14.0}",
@@ -559,7 +617,7 @@ fn main() {
         );
     }
     println!();
-    for (name, t) in [("(b)/(a)", &tb), ("(c)/(a)", &tc)] {
+    for (name, t) in [("(b)/(a)", &tb), ("(c)/(a)", &tc), ("(d)/(a)", &td)] {
         let best = ta.best().as_secs_f64() / t.best().as_secs_f64();
         let median = ta.median().as_secs_f64() / t.median().as_secs_f64();
         println!(
