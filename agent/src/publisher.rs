@@ -182,6 +182,11 @@ pub async fn run(
                     continue;
                 }
             };
+            // The writer only spools valid apps (from the config or a
+            // checked name). Should an entry hold another, its records
+            // would claim an app the subject does not name, and every
+            // consumer sets the batch aside on the dead-letter stream:
+            // kept, never filed under another app.
             let app = names::normalize(&entry.app).into_owned();
             if entry.batches.is_empty() {
                 spool.ack(seq);

@@ -81,6 +81,15 @@ async fn ready(nats: &NatsServer) -> (jetstream::Context, Reader) {
     }
 }
 
+/// Records counted for `app` in the hours from an hour before `now`.
+async fn last_hour_total(reader: &Reader, app: &str, now: i64) -> u64 {
+    let hours = reader
+        .hourly_counts(app, now - 3_600_000_000_000, now)
+        .await
+        .unwrap();
+    hours.iter().map(|h| h.total()).sum()
+}
+
 fn kinds(got: &[Hook]) -> Vec<String> {
     got.iter()
         .map(|h| h.body["kind"].as_str().unwrap_or_default().to_string())
@@ -189,11 +198,7 @@ async fn groups_owners_and_hourly_counts() {
     // Hourly counts of every record, by service and level.
     let now = now_nanos();
     wait_for(Duration::from_secs(20), "hourly counts", async || {
-        let hours = reader
-            .hourly_counts("shop", now - 3_600_000_000_000, now)
-            .await
-            .unwrap();
-        hours.iter().map(|h| h.total()).sum::<u64>() == 300
+        last_hour_total(&reader, "shop", now).await == 300
     })
     .await;
     // The records were made within the last minutes: one or two hours.
@@ -337,11 +342,7 @@ async fn records_claiming_another_app_are_neither_grouped_nor_counted() {
     sluice_core::testing::wait_dead_lettered(&js, sluice_aggregator::ROLE, &misfiled).await;
     let now = now_nanos();
     wait_for(Duration::from_secs(20), "the shop counts", async || {
-        let hours = reader
-            .hourly_counts("shop", now - 3_600_000_000_000, now)
-            .await
-            .unwrap();
-        hours.iter().map(|h| h.total()).sum::<u64>() == 20
+        last_hour_total(&reader, "shop", now).await == 20
     })
     .await;
     assert_eq!(agg.metric("sluice_aggregator_dead_letters_total"), 5.0);
@@ -353,11 +354,7 @@ async fn records_claiming_another_app_are_neither_grouped_nor_counted() {
     let all = reader.groups(None, 100).await.unwrap();
     assert!(all.iter().all(|g| g.app == "shop"), "{all:#?}");
     for app in ["billing", "Billing"] {
-        let hours = reader
-            .hourly_counts(app, now - 3_600_000_000_000, now)
-            .await
-            .unwrap();
-        assert_eq!(hours.iter().map(|h| h.total()).sum::<u64>(), 0, "{app}");
+        assert_eq!(last_hour_total(&reader, app, now).await, 0, "{app}");
     }
     wait_for(Duration::from_secs(20), "the shop notice", async || {
         !hooks.got().is_empty()

@@ -66,6 +66,15 @@ admin = {{ listen = "127.0.0.1:{admin}" }}
     )
 }
 
+/// The admin port a [`config`] text chose.
+fn admin_port(text: &str) -> u16 {
+    text.split("listen = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the config names an admin port")
+}
+
 /// A JetStream context, once an alerter has set up the streams.
 async fn js(nats: &NatsServer) -> jetstream::Context {
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
@@ -492,12 +501,7 @@ async fn a_4xx_answer_is_not_retried_and_is_counted() {
     let hooks = Hooks::start().await;
     hooks.answer(404);
     let text = config(&nats, &hooks, "a1", EVERY_FAST);
-    let admin: u16 = text
-        .split("listen = \"127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let admin = admin_port(&text);
     let alerter = Alerter::start(&text).await;
     let js = js(&nats).await;
     burst(&js, 10, &["checkout"]).await;
@@ -540,12 +544,7 @@ async fn records_claiming_another_app_fire_no_rule() {
     let nats = NatsServer::start();
     let hooks = Hooks::start().await;
     let text = config(&nats, &hooks, "a1", BILLING_AND_SHOP);
-    let admin: u16 = text
-        .split("listen = \"127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let admin = admin_port(&text);
     let alerter = Alerter::start(&text).await;
     let js = js(&nats).await;
     let misfiled = sluice_core::testing::publish_misfiled(&js).await;
