@@ -23,7 +23,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shared::{Agent, LINE_BYTES, raw_limit};
-use sluice_core::testing::{
+use sluice_testing::{
     NatsServer, bench_runtime, bench_size, free_port, process_cpu_secs, wait_until,
 };
 

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shared::{Agent, LINE_BYTES, line, metric, raw_limit};
-use sluice_core::testing::{
+use sluice_testing::{
     NatsServer, bench_runtime, bench_size, process_cpu_secs, process_peak_rss_mib, wait_until,
 };
 

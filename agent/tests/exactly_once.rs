@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{AgentProcess, Collector, append, assert_exactly_once, line, write_config};
 use rand::Rng;
 use sluice_core::record::{ATTR_LOSSY, ATTR_TRUNCATED};
-use sluice_core::testing::NatsServer;
+use sluice_testing::NatsServer;
 
 const LINES_PER_FILE: usize = 100_000;
 const ROUNDS: usize = 100;

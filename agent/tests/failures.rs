@@ -13,7 +13,7 @@ use common::{
 };
 use sluice_agent::entry::Entry;
 use sluice_agent::spool::{Spool, SpoolOptions};
-use sluice_core::testing::{NatsServer, wait_until};
+use sluice_testing::{NatsServer, wait_until};
 
 fn one_file(logs: &Path) -> String {
     format!(

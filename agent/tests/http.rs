@@ -14,7 +14,7 @@ use common::{
     wait_for_records, write_config,
 };
 use sluice_core::Level;
-use sluice_core::testing::{NatsServer, free_port, wait_until};
+use sluice_testing::{NatsServer, free_port, wait_until};
 
 const PATH: &str = "/api/v1/logs";
 

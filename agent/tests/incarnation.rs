@@ -13,8 +13,8 @@ use sluice_agent::entry::{Entry, LevelBatch};
 use sluice_agent::spool::{Spool, SpoolOptions};
 use sluice_core::codec::{encode_batch, msg_id, subject};
 use sluice_core::record::now_nanos;
-use sluice_core::testing::{NatsServer, test_record, wait_until};
 use sluice_core::{Level, Record};
+use sluice_testing::{NatsServer, test_record, wait_until};
 
 const LINES: usize = 10_000;
 

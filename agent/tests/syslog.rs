@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::{
     AgentProcess, Collector, assert_config_error, wait_for_records, with_attr, write_config,
 };
-use sluice_core::testing::{NatsServer, free_port, wait_until};
 use sluice_core::{Level, Record};
+use sluice_testing::{NatsServer, free_port, wait_until};
 
 struct Ports {
     udp: u16,
@@ -505,7 +505,7 @@ async fn datagrams_beyond_a_full_spool_are_dropped_and_counted() {
             .sum();
         (
             spool_full,
-            sluice_core::testing::metric_value(&m, "sluice_agent_udp_kernel_drops"),
+            sluice_testing::metric_value(&m, "sluice_agent_udp_kernel_drops"),
         )
     };
     wait_until(Duration::from_secs(20), "spool-full drops counted", || {

@@ -53,8 +53,8 @@ use sluice_core::codec::{decode_batch, decode_views, encode_batch, subject};
 use sluice_core::config::Config;
 use sluice_core::record::{IdGen, now_nanos};
 use sluice_core::subject::decode_views_checked;
-use sluice_core::testing::bench_size;
 use sluice_core::{Level, Record};
+use sluice_testing::bench_size;
 
 const BATCH: usize = 100;
 const APPS: usize = 20;

@@ -8,7 +8,7 @@ use sluice_aggregator::{AggregatorError, Reader};
 use sluice_core::Level;
 use sluice_core::config::Config;
 use sluice_core::record::now_nanos;
-use sluice_core::testing::{
+use sluice_testing::{
     Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
     wait_for,
 };
@@ -321,7 +321,7 @@ async fn records_claiming_another_app_are_neither_grouped_nor_counted() {
     let billing_owner = "[[aggregator.owners]]\napp = \"billing\"\nreceiver = \"shop-team\"\n";
     let agg = Aggregator::start(&nats, &hooks, billing_owner).await;
     let (js, reader) = ready(&nats).await;
-    let misfiled = sluice_core::testing::publish_misfiled(&js).await;
+    let misfiled = sluice_testing::publish_misfiled(&js).await;
     let good: Vec<_> = (0..20)
         .map(|i| {
             test_record(
@@ -339,7 +339,7 @@ async fn records_claiming_another_app_are_neither_grouped_nor_counted() {
         groups.len() == 1 && groups[0].count == 20
     })
     .await;
-    sluice_core::testing::wait_dead_lettered(&js, sluice_aggregator::ROLE, &misfiled).await;
+    sluice_testing::wait_dead_lettered(&js, sluice_aggregator::ROLE, &misfiled).await;
     let now = now_nanos();
     wait_for(Duration::from_secs(20), "the shop counts", async || {
         last_hour_total(&reader, "shop", now).await == 20

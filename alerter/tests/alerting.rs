@@ -11,7 +11,7 @@ use sluice_alerter::AlerterError;
 use sluice_core::Level;
 use sluice_core::config::Config;
 use sluice_core::record::parse_ts;
-use sluice_core::testing::{
+use sluice_testing::{
     Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
     try_metric_value, wait_for,
 };
@@ -547,7 +547,7 @@ async fn records_claiming_another_app_fire_no_rule() {
     let admin = admin_port(&text);
     let alerter = Alerter::start(&text).await;
     let js = js(&nats).await;
-    let misfiled = sluice_core::testing::publish_misfiled(&js).await;
+    let misfiled = sluice_testing::publish_misfiled(&js).await;
     burst(&js, 10, &["checkout"]).await;
     // Only the 10 good records: the shop records in refused messages are
     // not counted either.
@@ -555,7 +555,7 @@ async fn records_claiming_another_app_fire_no_rule() {
         hooks.got().iter().map(count_of).sum::<u64>() >= 10
     })
     .await;
-    sluice_core::testing::wait_dead_lettered(&js, sluice_alerter::ROLE, &misfiled).await;
+    sluice_testing::wait_dead_lettered(&js, sluice_alerter::ROLE, &misfiled).await;
     let metric = |name: &str| metric_value(&http_get(admin, "/metrics").1, name);
     assert_eq!(metric("sluice_alerter_dead_letters_total"), 5.0);
     // Every match there was: the billing rule never matched.

@@ -17,11 +17,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_core::record::now_nanos;
-use sluice_core::testing::{
+use sluice_core::{Level, Record};
+use sluice_testing::{
     NatsServer, S3Server, bench_runtime, bench_size, free_port, http_get, metric_value,
     process_cpu_secs, signal, wait_until,
 };
-use sluice_core::{Level, Record};
 
 fn records(n: usize) -> Vec<Record> {
     let apps = ["shop", "web", "billing", "auth", "search"];
@@ -129,7 +129,7 @@ fn main() {
         sluice_core::nats::ensure_stream(&js, &nats.config())
             .await
             .unwrap();
-        sluice_core::testing::publish_records(&js, &recs, 300).await
+        sluice_testing::publish_records(&js, &recs, 300).await
     });
     drop(recs);
 

@@ -6,8 +6,8 @@
 //! every consumer of `LOGS` makes and the [`deadletter`] stream it sets
 //! refused messages aside on, the one TOML [`config`]
 //! schema, [`nats`] connection and stream helpers, the object [`store`], the
-//! [`admin`] endpoint, [`telemetry`] set-up and, behind the `testing` feature,
-//! the harness that starts real servers for integration tests.
+//! [`admin`] endpoint and [`telemetry`] set-up. The harness that starts real
+//! servers for integration tests is the `sluice-testing` crate.
 
 pub mod admin;
 pub mod codec;
@@ -22,7 +22,5 @@ pub mod shutdown;
 pub mod store;
 pub mod subject;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use record::{Level, Record};

@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 
-use sluice_core::testing::{free_port, http_get, metric_value, try_http_get, try_metric_value};
+use sluice_testing::{free_port, http_get, metric_value, try_http_get, try_metric_value};
 
 const METRICS: &str = "\
 # HELP sluice_x_records Records.
@@ -60,9 +60,9 @@ fn an_endpoint_that_does_not_answer_http_is_an_error() {
 #[test]
 fn process_figures_are_read_or_fail() {
     let me = std::process::id();
-    assert!(sluice_core::testing::process_peak_rss_mib(me) > 0.0);
-    assert!(sluice_core::testing::process_cpu_secs(me) >= 0.0);
-    let gone = std::panic::catch_unwind(|| sluice_core::testing::process_cpu_secs(u32::MAX));
+    assert!(sluice_testing::process_peak_rss_mib(me) > 0.0);
+    assert!(sluice_testing::process_cpu_secs(me) >= 0.0);
+    let gone = std::panic::catch_unwind(|| sluice_testing::process_cpu_secs(u32::MAX));
     assert!(
         gone.is_err(),
         "a process that does not exist has no cpu time"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sluice_core::config::NatsConfig;
 use sluice_core::nats::{connect, ensure_stream};
-use sluice_core::testing::NatsServer;
+use sluice_testing::NatsServer;
 
 async fn stream_works(cfg: &NatsConfig) -> bool {
     let Ok(client) = connect(cfg, "test").await else {
@@ -149,7 +149,7 @@ async fn unreadable_creds_file_is_a_settings_error() {
 #[tokio::test]
 async fn a_url_list_reaches_the_server_that_is_up() {
     let nats = NatsServer::start();
-    let dead = sluice_core::testing::free_port();
+    let dead = sluice_testing::free_port();
     let mut cfg = nats.config();
     cfg.url = Some(format!("nats://127.0.0.1:{dead}, {}", nats.url()));
     assert!(stream_works(&cfg).await);

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use sluice_core::config::StoreConfig;
 use sluice_core::store::{self, Store, is_permanent};
-use sluice_core::testing::{S3_BUCKET, S3Server};
+use sluice_testing::{S3_BUCKET, S3Server};
 
 /// Keys shaped like the real layout: hive partitions (`=`), dashes, dots.
 const SHOP_22: &str = "app=shop/dt=2026-11-22/hour=07/filterer-a-01JD5Z.ndjson.gz";

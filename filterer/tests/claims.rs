@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use sluice_core::nats::ensure_kv;
-use sluice_core::testing::NatsServer;
 use sluice_filterer::compact::claim;
+use sluice_testing::NatsServer;
 
 #[tokio::test]
 async fn one_claim_per_partition_and_takeover_after_restart() {

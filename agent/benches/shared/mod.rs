@@ -13,8 +13,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use sluice_core::codec::encode_batch;
 use sluice_core::config::NatsConfig;
-use sluice_core::testing::{NatsServer, free_port, http_get, metric_value, signal};
 use sluice_core::{Level, Record};
+use sluice_testing::{NatsServer, free_port, http_get, metric_value, signal};
 
 /// Bytes per benchmark line or message.
 pub const LINE_BYTES: usize = 200;

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_core::Record;
-pub use sluice_core::testing::{Collector, http_get, metric_value};
-use sluice_core::testing::{free_port, signal};
+pub use sluice_testing::{Collector, http_get, metric_value};
+use sluice_testing::{free_port, signal};
 
 /// The agent binary, started and stopped by PID.
 pub struct AgentProcess {
@@ -67,7 +67,7 @@ impl AgentProcess {
             .unwrap();
         self.child = Some(child);
         let port = self.admin_port;
-        sluice_core::testing::wait_until(Duration::from_secs(20), "agent admin endpoint", || {
+        sluice_testing::wait_until(Duration::from_secs(20), "agent admin endpoint", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
     }

@@ -8,12 +8,12 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice_core::testing::{Collector, free_port, signal, wait_until};
+use sluice_testing::{Collector, free_port, signal, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     assert!(
-        sluice_core::testing::find_binary("nats-server").is_some(),
+        sluice_testing::find_binary("nats-server").is_some(),
         "nats-server not found: install it with `apt-get install -y nats-server` (or run ./dev/test)"
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -43,7 +43,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     )
     .unwrap();
     let out = tmp.path().join("up.out");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(sluice_tests::sluice_binary())
         .args(["up", "--config"])
         .arg(&config)
         .arg("--data-dir")
@@ -143,7 +143,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     // log receiver `sluice up` configures when the file names none.
     assert!(printed.contains("receiver:      log"), "{printed}");
     for port in [aggregator_port, alerter_port] {
-        assert_eq!(sluice_core::testing::http_get(port, "/health").0, 200);
+        assert_eq!(sluice_testing::http_get(port, "/health").0, 200);
     }
     wait_until(
         Duration::from_secs(30),
@@ -180,7 +180,7 @@ fn check_reports_bad_files_with_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("bad.toml");
     std::fs::write(&path, "[nats]\nurl = \"nats://x\"\nunknown = true\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = Command::new(sluice_tests::sluice_binary())
         .args(["check", "--config"])
         .arg(&path)
         .output()

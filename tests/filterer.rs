@@ -14,10 +14,10 @@ use rand::Rng;
 use sluice_core::index::BlobIndex;
 use sluice_core::layout::Partition;
 use sluice_core::record::now_nanos;
-use sluice_core::testing::{
+use sluice_core::{Level, Record};
+use sluice_testing::{
     NatsServer, S3_BUCKET, S3Server, free_port, http_get, metric_value, signal, wait_until,
 };
-use sluice_core::{Level, Record};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 const PREFIX: &str = "logs";
@@ -69,7 +69,7 @@ impl Filterer {
             .open(&self.log)
             .unwrap();
         self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_sluice"))
+            Command::new(sluice_tests::sluice_binary())
                 .args(["filterer", "--config"])
                 .arg(&self.config)
                 .env("RUST_LOG", "info")
@@ -136,7 +136,7 @@ fn record(app: &str, n: usize, ts: i64) -> Record {
 
 /// Publishes records straight to `LOGS`, as an agent would.
 async fn publish(js: &jetstream::Context, records: &[Record]) {
-    sluice_core::testing::publish_records(js, records, 500).await;
+    sluice_testing::publish_records(js, records, 500).await;
 }
 
 async fn jetstream(nats: &NatsServer) -> jetstream::Context {
@@ -579,7 +579,7 @@ async fn messages_claiming_another_app_or_level_are_dead_lettered_not_filed() {
     let js = jetstream(&nats).await;
     let mut f = Filterer::new(tmp.path(), "m1", &nats, &s3, "");
     f.start();
-    let misfiled = sluice_core::testing::publish_misfiled(&js).await;
+    let misfiled = sluice_testing::publish_misfiled(&js).await;
     let good = records_for(&["shop"], 10);
     publish(&js, &good).await;
     let expected: HashMap<String, Record> =
@@ -588,7 +588,7 @@ async fn messages_claiming_another_app_or_level_are_dead_lettered_not_filed() {
     wait_compacted(&s3, &expected, Duration::from_secs(60), || f.log_text());
     let keys: Vec<String> = stored(&s3).blobs.into_keys().collect();
     assert!(keys.iter().all(|k| k.starts_with("app=shop/")), "{keys:#?}");
-    sluice_core::testing::wait_dead_lettered(&js, sluice_filterer::ROLE, &misfiled).await;
+    sluice_testing::wait_dead_lettered(&js, sluice_filterer::ROLE, &misfiled).await;
     let by_reason = |reason: &str| {
         f.metric(&format!(
             "sluice_filterer_dead_letters_total{{reason=\"{reason}\"}}"
@@ -601,7 +601,7 @@ async fn messages_claiming_another_app_or_level_are_dead_lettered_not_filed() {
     assert_eq!(by_reason("undecodable"), 0.0);
     assert_eq!(f.metric("sluice_filterer_dead_letters_total"), 5.0);
     // The dead letter is the original payload, unchanged.
-    let letters = sluice_core::testing::dead_letters(&js, sluice_filterer::ROLE).await;
+    let letters = sluice_testing::dead_letters(&js, sluice_filterer::ROLE).await;
     let records = sluice_core::codec::decode_batch(&letters[0].payload).unwrap();
     assert_eq!(records.len(), 3);
     assert!(records.iter().all(|r| r.app == "billing"));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use sluice_core::Level;
-use sluice_core::testing::{
+use sluice_testing::{
     Hooks, NatsServer, free_port, http_get, metric_value, publish_records, signal, test_record,
     wait_for,
 };
@@ -24,7 +24,7 @@ impl Drop for KillOnDrop {
 }
 
 fn sluice(config: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = Command::new(sluice_tests::sluice_binary())
         .args(["alerts", "--config"])
         .arg(config)
         .args(args)
@@ -87,7 +87,7 @@ group_interval_secs = 1
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(sluice_tests::sluice_binary())
         .args(["alerter", "--config"])
         .arg(&config)
         .stdin(Stdio::null())

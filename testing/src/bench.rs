@@ -1,0 +1,21 @@
+//! What benchmarks share: their size and the runtime that drives their
+//! clients.
+
+/// A benchmark's size: the environment variable `var` when it holds a
+/// number, else `default`.
+pub fn bench_size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The small runtime a benchmark drives its clients with, leaving the other
+/// cores to the processes measured.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

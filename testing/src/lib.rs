@@ -1,0 +1,43 @@
+//! The test harness: real servers on free loopback ports with fresh data
+//! directories, stopped and cleaned up on drop, and the helpers every
+//! integration test and benchmark shares.
+//!
+//! A missing server binary fails the test with a message saying how to
+//! install it; tests are never skipped. A helper that reads a metric or an
+//! endpoint fails when the metric is missing or the endpoint is down: it
+//! never reads as zero.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`nats`] | `nats-server` with JetStream |
+//! | [`s3`] | `s3s-fs`, an S3-compatible server |
+//! | [`hooks`] | a webhook receiver |
+//! | [`stream`] | publishing to and reading back the `LOGS` stream |
+//! | [`misfiled`] | messages that write past their subject, and the dead letters |
+//! | [`metrics`], [`net`] | metrics text and admin endpoints |
+//! | [`process`] | binaries, signals, CPU and memory of a process |
+//! | [`wait`], [`bench`] | polling, benchmark sizes |
+
+pub mod bench;
+pub mod hooks;
+pub mod metrics;
+pub mod misfiled;
+pub mod nats;
+pub mod net;
+pub mod process;
+pub mod s3;
+pub mod stream;
+pub mod wait;
+
+pub use bench::{bench_runtime, bench_size};
+pub use hooks::{Hook, Hooks};
+pub use metrics::{metric_value, try_metric_value};
+pub use misfiled::{DeadLetterSeen, Misfiling, dead_letters, publish_misfiled, wait_dead_lettered};
+pub use nats::NatsServer;
+pub use net::{free_port, http_get, try_http_get};
+pub use process::{
+    find_binary, process_cpu_secs, process_peak_rss_mib, signal, terminate, workspace_binary,
+};
+pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
+pub use stream::{Collector, publish_records, test_record};
+pub use wait::{wait_for, wait_until};
