@@ -365,14 +365,14 @@ pub async fn run(
     let admin = {
         let mut stop = stop_rx.clone();
         let registry = Arc::new(registry);
-        tokio::spawn(sluice_core::admin::serve(
-            listener,
+        let served = sluice_core::admin::Admin {
             registry,
             health,
-            async move {
-                let _ = stop.changed().await;
-            },
-        ))
+            ready: Arc::new(|| Ok(())),
+        };
+        tokio::spawn(sluice_core::admin::serve(listener, served, async move {
+            let _ = stop.changed().await;
+        }))
     };
     tracing::info!(admin = %agent.admin.listen, nats = %config.nats.url_or_default(), "agent running");
 

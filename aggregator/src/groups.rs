@@ -17,14 +17,14 @@
 //!   minutes of history; at most one spike notice per hour per group.
 
 use serde::{Deserialize, Serialize};
-use sluice_alerter::notification::{Kind, Sample, refill_sample, truncate_bytes};
 use sluice_core::Level;
 use sluice_core::codec::RecordView;
+use sluice_notify::notification::{Kind, Sample, refill_sample, truncate_bytes};
 
 /// Hosts listed per group, at most.
 pub const MAX_HOSTS: usize = 16;
 /// Longest sample message kept, bytes.
-pub const SAMPLE_BYTES: usize = sluice_alerter::deliver::MAX_SAMPLE_BYTES;
+pub const SAMPLE_BYTES: usize = sluice_notify::notification::MAX_SAMPLE_BYTES;
 /// Minutes a group must have existed before it can spike.
 pub const SPIKE_WARMUP_MINUTES: i64 = 10;
 /// Least time between two spike notices of a group.

@@ -43,20 +43,19 @@ pub mod metrics;
 pub mod read;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_alerter::notification::{Kind, Notification};
-use sluice_alerter::outbox;
-use sluice_alerter::role::{self, Background, BackgroundParts, Opened};
-use sluice_core::config::{AggregatorConfig, Config, host_name};
+use sluice_core::config::{AggregatorConfig, Config};
 use sluice_core::deadletter;
 use sluice_core::record::now_nanos;
+use sluice_core::role::{Heartbeat, Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::decode_views_checked;
+use sluice_notify::notification::{Kind, Notification, search_link, truncate_bytes};
+use sluice_notify::{Deliverer, outbox};
 
 use crate::counts::{Tally, empty_hour, hour_key};
 use crate::groups::{Delta, ErrorGroup, Grouper, MergeOptions, merge};
@@ -85,7 +84,7 @@ pub const MAX_HELD: usize = 5_000;
 const NS: i64 = 1_000_000_000;
 
 /// Why the aggregator could not start.
-pub type AggregatorError = sluice_alerter::role::RoleError;
+pub type AggregatorError = RoleError;
 
 type Consumer = jetstream::consumer::Consumer<pull::Config>;
 
@@ -139,43 +138,37 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AggregatorError> {
     let acfg = config.aggregator.clone();
-    let instance =
-        sluice_core::names::normalize(&acfg.id.clone().unwrap_or_else(host_name)).into_owned();
+    let deliverer = Deliverer::from_config(&config).map_err(RoleError::Config)?;
     let mut registry = Registry::default();
     let metrics = AggregatorMetrics::register(&mut registry);
-    let Opened {
-        deliverer,
-        listener,
-        js,
-    } = role::open(
-        &config,
-        acfg.admin.listen,
-        &format!("sluice-aggregator {instance}"),
-    )
-    .await?;
-    let mut shutdown = Box::pin(shutdown);
-    let ready = sluice_core::nats::until_ready(&mut shutdown, || setup(&js, &config)).await;
+    let spec = RoleSpec {
+        name: ROLE,
+        instance: instance_id(acfg.id.as_deref()),
+        admin: acfg.admin.listen,
+    };
+    let role = Role::start(spec, registry, shutdown).await?;
+    let js = jetstream::new(role.connect(&config.nats).await?);
+    let ready = role
+        .until_ready("the streams, consumers and buckets", || setup(&js, &config))
+        .await;
     let Some((consumers, groups_kv, counts_kv, claims)) = ready else {
+        role.finish().await;
         return Ok(());
     };
-    let background = Background::start(BackgroundParts {
-        js: js.clone(),
+    role.spawn(outbox::deliver_loop(
+        js.clone(),
         claims,
         deliverer,
-        instance: instance.clone(),
-        metrics: metrics.delivery.clone(),
-        listener,
-        registry,
-        stall_secs: acfg.admin.stall_secs,
-        work: "writing error groups",
-    });
-    tracing::info!(instance = %instance, admin = %acfg.admin.listen, "aggregator running");
-
+        role.claimant().to_string(),
+        metrics.delivery.clone(),
+        role.stopping(),
+    ));
     let mut consumers = consumers.into_iter();
     let (Some(error_c), Some(fatal_c), Some(counts_c)) =
         (consumers.next(), consumers.next(), consumers.next())
     else {
-        return Err(AggregatorError::Nats("consumers missing".into()));
+        role.finish().await;
+        return Err(RoleError::Nats("consumers missing".into()));
     };
     let errors = ErrorWriter {
         js: js.clone(),
@@ -183,21 +176,18 @@ pub async fn run(
         metrics: metrics.clone(),
         config: acfg.clone(),
         cache: Cache::new(acfg.max_groups),
-        heartbeat: background.heartbeat(),
+        heartbeat: role.heartbeat("writing error groups", acfg.admin.stall_secs),
     };
-    let errors_task = tokio::spawn(errors.run(vec![error_c, fatal_c], background.stopped()));
+    role.spawn(errors.run(vec![error_c, fatal_c], role.stopping()));
     let counts = CountWriter {
         js: js.clone(),
         kv: counts_kv,
         metrics: metrics.clone(),
     };
-    let counts_task = tokio::spawn(counts.run(counts_c, background.stopped()));
-    shutdown.await;
-    background.signal();
-    let _ = errors_task.await;
-    let _ = counts_task.await;
-    background.stop().await;
-    tracing::info!("aggregator stopped");
+    role.spawn(counts.run(counts_c, role.stopping()));
+    role.set_ready();
+    role.stopping().await;
+    role.finish().await;
     Ok(())
 }
 
@@ -296,7 +286,7 @@ struct ErrorWriter {
     metrics: AggregatorMetrics,
     config: AggregatorConfig,
     cache: Cache,
-    heartbeat: Arc<AtomicI64>,
+    heartbeat: Heartbeat,
 }
 
 impl ErrorWriter {
@@ -342,7 +332,7 @@ impl ErrorWriter {
             }
             last_write = Instant::now();
             if grouper.is_empty() {
-                self.heartbeat.store(now_nanos(), Ordering::Relaxed);
+                self.heartbeat.beat();
                 held.ack_all().await;
             } else {
                 let started = Instant::now();
@@ -351,7 +341,7 @@ impl ErrorWriter {
                     .flush_seconds
                     .observe(started.elapsed().as_secs_f64());
                 if failed.is_empty() {
-                    self.heartbeat.store(now_nanos(), Ordering::Relaxed);
+                    self.heartbeat.beat();
                     held.ack_all().await;
                 } else {
                     // Kept for the next write; their messages stay held.
@@ -499,7 +489,7 @@ pub fn group_notification(
     query_url: Option<&str>,
     now: i64,
 ) -> Notification {
-    let short = sluice_alerter::notification::truncate_bytes(&g.template, 120);
+    let short = truncate_bytes(&g.template, 120);
     let title = match kind {
         Kind::Regressed => format!("error is back in {}/{}: {short}", g.app, g.service),
         Kind::Spike => format!(
@@ -509,7 +499,7 @@ pub fn group_notification(
         _ => format!("new error in {}/{}: {short}", g.app, g.service),
     };
     let link = query_url.map(|base| {
-        sluice_alerter::rules::search_link(
+        search_link(
             base,
             &g.app,
             Some(&g.service),

@@ -4,7 +4,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use sluice_alerter::metrics::DeliveryMetrics;
+use sluice_notify::metrics::DeliveryMetrics;
 
 /// Every metric the aggregator exports.
 #[derive(Clone)]

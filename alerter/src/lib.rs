@@ -31,13 +31,7 @@
 //!   notifications; system alerts (consumer lag, ingest spikes) are rules
 //!   of their own addressed to `system_receiver`.
 
-pub mod deliver;
-pub mod format;
 pub mod metrics;
-pub mod notification;
-pub mod outbox;
-pub mod policy;
-pub mod role;
 pub mod rules;
 pub mod silence;
 pub mod system;
@@ -48,14 +42,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_core::config::{Config, host_name};
+use sluice_core::config::Config;
 use sluice_core::deadletter;
 use sluice_core::record::now_nanos;
+use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::{Misfiled, decode_views_checked};
+use sluice_notify::{Deliverer, Notification, outbox};
 
 use crate::metrics::AlerterMetrics;
-use crate::notification::Notification;
-use crate::role::{Background, BackgroundParts, Opened};
 use crate::rules::{Due, Engine, GroupState, Rule};
 use crate::silence::Silence;
 
@@ -75,7 +69,7 @@ const ORPHAN_AFTER_NS: i64 = 30 * NS;
 const MAX_MATCH_TIMES: usize = 1_000_000;
 
 /// Why the alerter could not start.
-pub type AlerterError = crate::role::RoleError;
+pub type AlerterError = RoleError;
 
 /// The KV key of an alert group (rule names and values may hold characters
 /// keys cannot).
@@ -87,12 +81,6 @@ pub fn group_key(rule: &str, values: &[String]) -> String {
         h.update(part.as_bytes());
     }
     format!("g.{}", hex::encode(&h.finalize()[..16]))
-}
-
-/// This instance's name: configured, else host name and process id.
-pub fn instance_id(id: Option<&str>) -> String {
-    id.map(str::to_string)
-        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()))
 }
 
 /// The rules the engine runs: the configured ones, plus the system alerts
@@ -135,45 +123,41 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AlerterError> {
     let acfg = config.alerter.clone();
-    let instance = instance_id(acfg.id.as_deref());
+    let deliverer = Deliverer::from_config(&config).map_err(RoleError::Config)?;
     let mut registry = Registry::default();
     let metrics = AlerterMetrics::register(&mut registry);
-    let Opened {
-        deliverer,
-        listener,
-        js,
-    } = role::open(
-        &config,
-        acfg.admin.listen,
-        &format!("sluice-alerter {instance}"),
-    )
-    .await?;
-    let mut shutdown = Box::pin(shutdown);
-    let ready = sluice_core::nats::until_ready(&mut shutdown, || async {
-        sluice_core::nats::ensure_stream(&js, &config.nats)
-            .await
-            .map_err(|e| e.to_string())?;
-        deadletter::ensure(&js, &config.nats)
-            .await
-            .map_err(|e| e.to_string())?;
-        open_buckets(&js, &config).await
-    })
-    .await;
+    let spec = RoleSpec {
+        name: ROLE,
+        instance: instance_id(acfg.id.as_deref()),
+        admin: acfg.admin.listen,
+    };
+    let role = Role::start(spec, registry, shutdown).await?;
+    let js = jetstream::new(role.connect(&config.nats).await?);
+    let ready = role
+        .until_ready("the streams and buckets", || async {
+            sluice_core::nats::ensure_stream(&js, &config.nats)
+                .await
+                .map_err(|e| e.to_string())?;
+            deadletter::ensure(&js, &config.nats)
+                .await
+                .map_err(|e| e.to_string())?;
+            open_buckets(&js, &config).await
+        })
+        .await;
     let Some((groups_kv, claims, silences_kv)) = ready else {
+        role.finish().await;
         return Ok(());
     };
-
-    let background = Background::start(BackgroundParts {
-        js: js.clone(),
+    role.spawn(outbox::deliver_loop(
+        js.clone(),
         claims,
         deliverer,
-        instance: instance.clone(),
-        metrics: metrics.delivery.clone(),
-        listener,
-        registry,
-        stall_secs: acfg.admin.stall_secs,
-        work: "rule evaluation",
-    });
+        role.claimant().to_string(),
+        metrics.delivery.clone(),
+        role.stopping(),
+    ));
+    let heartbeat = role.heartbeat("rule evaluation", acfg.admin.stall_secs);
+    let instance = role.instance().to_string();
 
     let now = now_nanos();
     let mut engine = Engine::new(engine_rules(&config), acfg.max_groups, &instance, now);
@@ -209,12 +193,13 @@ pub async fn run(
     };
     let start = state.start_time(&engine, acfg.max_replay_secs, now).await;
     tracing::info!(
-        instance = %instance,
         rules = engine.rules().len(),
-        admin = %acfg.admin.listen,
         replay_from = %sluice_core::record::format_ts(start),
-        "alerter running"
+        "replaying the stream"
     );
+    role.set_ready();
+    let shutdown = role.stopping();
+    tokio::pin!(shutdown);
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -248,7 +233,7 @@ pub async fn run(
                 _ = tick.tick() => {
                     seconds += 1;
                     let now = now_nanos();
-                    background.beat();
+                    heartbeat.beat();
                     if seconds.is_multiple_of(5) {
                         state.refresh_silences(now).await;
                         state.checkpoint(&engine).await;
@@ -291,8 +276,7 @@ pub async fn run(
         }
     }
     state.checkpoint(&engine).await;
-    background.stop().await;
-    tracing::info!("alerter stopped");
+    role.finish().await;
     Ok(())
 }
 

@@ -49,13 +49,15 @@ use sluice_core::Level;
 use sluice_core::codec::RecordView;
 use sluice_core::config::{RuleConfig, RuleKind};
 
-use crate::notification::{Kind, Notification, Sample, refill_sample, truncate_bytes};
+use sluice_notify::notification::{
+    Kind, Notification, Sample, refill_sample, search_link, truncate_bytes,
+};
 
 /// Longest sample message kept in memory, bytes.
-pub const SAMPLE_BYTES: usize = crate::deliver::MAX_SAMPLE_BYTES;
+pub const SAMPLE_BYTES: usize = sluice_notify::notification::MAX_SAMPLE_BYTES;
 /// Samples kept per group: the first few since the last notification and
 /// the latest.
-pub const SAMPLES: usize = crate::deliver::MAX_SAMPLES;
+pub const SAMPLES: usize = sluice_notify::notification::MAX_SAMPLES;
 /// Separator of group values inside a group key.
 const SEP: char = '\u{1f}';
 /// Records with a `ts` this far in the future are placed at `now`.
@@ -864,30 +866,6 @@ impl Engine {
             created: now,
         }
     }
-}
-
-/// A link to the query UI's search for an app's records in a time range.
-pub fn search_link(
-    base: &str,
-    app: &str,
-    service: Option<&str>,
-    level: Level,
-    from: i64,
-    to: i64,
-) -> String {
-    let mut url = format!(
-        "{}/?app={}&level={}&from={}&to={}",
-        base.trim_end_matches('/'),
-        app,
-        level.as_str(),
-        sluice_core::record::format_ts(from),
-        sluice_core::record::format_ts(to)
-    );
-    if let Some(s) = service {
-        url.push_str("&service=");
-        url.push_str(s);
-    }
-    url
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ async fn js(nats: &NatsServer) -> jetstream::Context {
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     while js.get_stream("LOGS").await.is_err()
-        || js.get_stream(sluice_alerter::outbox::STREAM).await.is_err()
+        || js.get_stream(sluice_notify::outbox::STREAM).await.is_err()
     {
         assert!(Instant::now() < deadline, "the alerter set up no streams");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -292,7 +292,7 @@ async fn a_receiver_down_then_failing_for_30s_gets_everything_once() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
     let outbox = || async {
-        let mut s = js.get_stream(sluice_alerter::outbox::STREAM).await.unwrap();
+        let mut s = js.get_stream(sluice_notify::outbox::STREAM).await.unwrap();
         s.info().await.unwrap().state.messages
     };
     tokio::time::sleep_until((down_since + Duration::from_secs(15)).into()).await;

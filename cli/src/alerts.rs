@@ -198,7 +198,7 @@ pub async fn run(config: Config, cmd: AlertsCmd) -> anyhow::Result<()> {
                     s.comment
                 );
             }
-            let pending = match js.get_stream(sluice_alerter::outbox::STREAM).await {
+            let pending = match js.get_stream(sluice_notify::outbox::STREAM).await {
                 Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
                 Err(_) => 0,
             };

@@ -1,6 +1,13 @@
-//! The admin endpoint every long-running process serves: `/metrics` in the
-//! Prometheus text format and `/health`, which answers 503 with the reason
-//! when the process is stalled, not only when it is dead.
+//! The admin endpoint every long-running process serves (through the
+//! [`role`](crate::role) runtime):
+//!
+//! * `/metrics`: the Prometheus (OpenMetrics) text of the process's registry;
+//! * `/health`: 200 `ok`, or 503 with the reason when the process is
+//!   stalled, not only when it is dead (a heartbeat that stopped, a store
+//!   that refuses writes);
+//! * `/ready`: 200 `ready` once the role has set up what it needs (streams,
+//!   consumers, buckets), 503 with the reason before that and while it
+//!   stops.
 
 use std::sync::Arc;
 
@@ -12,34 +19,39 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-/// Reports whether the process is healthy: `Err(reason)` when not.
+/// Reports whether the process is healthy (or ready): `Err(reason)` when not.
 pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// What the endpoint serves.
 #[derive(Clone)]
-struct AdminState {
-    registry: Arc<Registry>,
-    health: HealthCheck,
+pub struct Admin {
+    /// Everything `/metrics` shows.
+    pub registry: Arc<Registry>,
+    /// What `/health` answers.
+    pub health: HealthCheck,
+    /// What `/ready` answers.
+    pub ready: HealthCheck,
 }
 
-/// Serves `/metrics` and `/health` on `listener` until `shutdown` completes.
+/// Serves the endpoint on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    registry: Arc<Registry>,
-    health: HealthCheck,
+    admin: Admin,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/health", get(health_handler))
-        .with_state(AdminState { registry, health });
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(admin);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+    match prometheus_client::encoding::text::encode(&mut body, &admin.registry) {
         Ok(()) => (
             StatusCode::OK,
             [(
@@ -56,9 +68,17 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     }
 }
 
-async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
-    match (state.health)() {
-        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+fn answer(check: &HealthCheck, ok: &str) -> (StatusCode, String) {
+    match check() {
+        Ok(()) => (StatusCode::OK, format!("{ok}\n")),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
+}
+
+async fn health(State(admin): State<Admin>) -> impl IntoResponse {
+    answer(&admin.health, "ok")
+}
+
+async fn ready(State(admin): State<Admin>) -> impl IntoResponse {
+    answer(&admin.ready, "ready")
 }

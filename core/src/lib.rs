@@ -6,10 +6,13 @@
 //! every consumer of `LOGS` makes and the [`deadletter`] stream it sets
 //! refused messages aside on, the one TOML [`config`]
 //! schema, [`nats`] connection and stream helpers, the object [`store`], the
-//! [`admin`] endpoint and [`telemetry`] set-up. The harness that starts real
+//! [`role`] runtime every long-running process is built on (lifecycle, the
+//! [`admin`] endpoint, set-up retry with the one [`backoff`]) and
+//! [`telemetry`] set-up. The harness that starts real
 //! servers for integration tests is the `sluice-testing` crate.
 
 pub mod admin;
+pub mod backoff;
 pub mod codec;
 pub mod config;
 pub mod deadletter;
@@ -18,6 +21,7 @@ pub mod layout;
 pub mod names;
 pub mod nats;
 pub mod record;
+pub mod role;
 pub mod shutdown;
 pub mod store;
 pub mod subject;

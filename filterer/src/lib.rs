@@ -41,10 +41,11 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
-use sluice_core::config::{Config, host_name};
+use sluice_core::config::Config;
 use sluice_core::deadletter;
 use sluice_core::layout::{BlobKind, Partition};
 use sluice_core::record::now_nanos;
+use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
 use sluice_core::store::Store;
 use sluice_core::subject::{Misfiled, decode_checked};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -71,26 +72,7 @@ pub const DIRTY_BUCKET: &str = "sluice_partitions";
 pub const CLAIMS_BUCKET: &str = "sluice_compaction_claims";
 
 /// Why the filterer could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum FiltererError {
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The store could not be opened.
-    #[error("cannot open the store: {0}")]
-    Store(#[from] sluice_core::store::StoreError),
-    /// NATS refused to set up the stream, consumer or buckets.
-    #[error("nats: {0}")]
-    Nats(String),
-    /// The admin endpoint could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-}
+pub type FiltererError = RoleError;
 
 /// What the ack tracker hears about.
 enum Event {
@@ -104,12 +86,6 @@ enum Event {
     DeadLetter(u64, Misfiled),
 }
 
-/// This instance's name: configured, else the host name, made a valid name.
-pub fn instance_id(config: &Config) -> String {
-    let id = config.filterer.id.clone().unwrap_or_else(host_name);
-    sluice_core::names::normalize(&id).into_owned()
-}
-
 /// Runs the filterer until `shutdown` completes, then stops pulling,
 /// stores what it holds and acknowledges it.
 pub async fn run(
@@ -118,32 +94,38 @@ pub async fn run(
 ) -> Result<(), FiltererError> {
     let fcfg = config.filterer.clone();
     if fcfg.max_blob_bytes < 1024 || fcfg.flush_interval_secs == 0 {
-        return Err(FiltererError::Config(
+        return Err(RoleError::Config(
             "[filterer] max_blob_bytes must be at least 1024 and flush_interval_secs at least 1"
                 .into(),
         ));
     }
-    let id = instance_id(&config);
-    let store = sluice_core::store::open(&config.store)?;
+    let store =
+        sluice_core::store::open(&config.store).map_err(|e| RoleError::Store(e.to_string()))?;
     let mut registry = Registry::default();
     let metrics = FiltererMetrics::register(&mut registry);
     let health = Arc::new(StoreHealth::default());
     health.last_ok_ns.store(now_nanos(), Ordering::Relaxed);
-
-    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-filterer {id}"))
-        .await
-        .map_err(|e| FiltererError::Nats(e.to_string()))?;
-    let js = jetstream::new(client.clone());
+    let spec = RoleSpec {
+        name: ROLE,
+        instance: instance_id(fcfg.id.as_deref()),
+        admin: fcfg.admin.listen,
+    };
+    let role = Role::start(spec, registry, shutdown).await?;
+    {
+        let health = health.clone();
+        role.health(Arc::new(move || health.check()));
+    }
+    let id = role.instance().to_string();
+    let js = jetstream::new(role.connect(&config.nats).await?);
     let flush_interval = Duration::from_secs(fcfg.flush_interval_secs);
-    // Set up the stream, consumer and buckets, waiting for NATS if needed.
-    let (consumer, dirty, claims) = loop {
-        match setup(&js, &config, flush_interval).await {
-            Ok(parts) => break parts,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot set up the stream and consumer yet, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+    let ready = role
+        .until_ready("the stream, consumer and buckets", || {
+            setup(&js, &config, flush_interval)
+        })
+        .await;
+    let Some((consumer, dirty, claims)) = ready else {
+        role.finish().await;
+        return Ok(());
     };
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -177,11 +159,11 @@ pub async fn run(
                     buffered,
                 )
             })
-            .map_err(|e| FiltererError::Config(format!("cannot start a thread: {e}")))?
+            .map_err(RoleError::Thread)?
     };
 
     // Flushers: compression in parallel across partitions, bounded.
-    let flusher = tokio::spawn(flush_loop(
+    let flusher = role.spawn(flush_loop(
         flush_rx,
         store.clone(),
         id.clone(),
@@ -194,7 +176,7 @@ pub async fn run(
     ));
 
     // Ack tracker.
-    let tracker = tokio::spawn(track(
+    let tracker = role.spawn(track(
         events_rx,
         js.clone(),
         metrics.clone(),
@@ -202,14 +184,14 @@ pub async fn run(
     ));
 
     // Compaction.
-    let compactor = if fcfg.compaction {
-        Some(tokio::spawn(compact::run(
+    let compactor = fcfg.compaction.then(|| {
+        role.spawn(compact::run(
             store.clone(),
             dirty.clone(),
             claims,
             CompactOptions {
                 writer: id.clone(),
-                claimant: format!("{id}:{}", now_nanos()),
+                claimant: role.claimant().to_string(),
                 max_blob_bytes: fcfg.max_blob_bytes,
                 grace_ns: i64::try_from(fcfg.compaction_grace_secs)
                     .unwrap_or(i64::MAX / 1_000_000_000)
@@ -220,32 +202,10 @@ pub async fn run(
             health.clone(),
             metrics.clone(),
             stop.clone(),
-        )))
-    } else {
-        None
-    };
-
-    // Admin endpoint.
-    let listener = tokio::net::TcpListener::bind(fcfg.admin.listen)
-        .await
-        .map_err(|source| FiltererError::Listen {
-            addr: fcfg.admin.listen,
-            source,
-        })?;
-    let (admin_stop_tx, mut admin_stop_rx) = tokio::sync::watch::channel(false);
-    let admin = {
-        let health = health.clone();
-        let check: sluice_core::admin::HealthCheck = Arc::new(move || health.check());
-        tokio::spawn(sluice_core::admin::serve(
-            listener,
-            Arc::new(registry),
-            check,
-            async move {
-                let _ = admin_stop_rx.changed().await;
-            },
         ))
-    };
-    tracing::info!(instance = %id, store = %store.url, admin = %fcfg.admin.listen, "filterer running");
+    });
+
+    tracing::info!(store = %store.url, "filing the stream");
 
     // Pull until shutdown.
     let sampler = {
@@ -253,7 +213,7 @@ pub async fn run(
         let metrics = metrics.clone();
         let stop = stop.clone();
         let buffered = buffered.clone();
-        tokio::spawn(async move {
+        role.spawn(async move {
             let mut consumer = consumer;
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(info) = consumer.info().await {
@@ -267,7 +227,8 @@ pub async fn run(
             }
         })
     };
-    pull_loop(consumer, route_tx, events_tx, &metrics, shutdown).await;
+    role.set_ready();
+    pull_loop(consumer, route_tx, events_tx, &metrics, role.stopping()).await;
 
     tracing::info!("shutting down: storing what is buffered");
     // Stored within the grace period, or left unacknowledged for the next
@@ -276,7 +237,7 @@ pub async fn run(
     let grace = {
         let stop = stop.clone();
         let health = health.clone();
-        tokio::spawn(async move {
+        role.spawn(async move {
             let deadline = Instant::now() + SHUTDOWN_GRACE;
             while !stop.load(Ordering::Relaxed) {
                 if Instant::now() >= deadline || health.check().is_err() {
@@ -300,9 +261,7 @@ pub async fn run(
     }
     let _ = sampler.await;
     let _ = grace.await;
-    let _ = admin_stop_tx.send(true);
-    let _ = admin.await;
-    tracing::info!("filterer stopped");
+    role.finish().await;
     Ok(())
 }
 

@@ -16,7 +16,9 @@
 //! | [`misfiled`] | messages that write past their subject, and the dead letters |
 //! | [`metrics`], [`net`] | metrics text and admin endpoints |
 //! | [`process`] | binaries, signals, CPU and memory of a process |
+//! | [`slack`] | Slack's Block Kit structure and limits, checked |
 //! | [`wait`], [`bench`] | polling, benchmark sizes |
+//! | [`workload`] | the error-record workload of the aggregator's and the alerter's benchmarks |
 
 pub mod bench;
 pub mod hooks;
@@ -26,8 +28,10 @@ pub mod nats;
 pub mod net;
 pub mod process;
 pub mod s3;
+pub mod slack;
 pub mod stream;
 pub mod wait;
+pub mod workload;
 
 pub use bench::{bench_runtime, bench_size};
 pub use hooks::{Hook, Hooks};

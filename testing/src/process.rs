@@ -20,13 +20,14 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     if let Some((_, path)) = built.iter().find(|(name, _)| name == bin) {
         return path.clone();
     }
+    // No `--target`: the binary lands where `cargo build` puts it (and where
+    // dev/test built it already), not in a second, per-triple target tree.
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
     let run = escargot::CargoBuild::new()
         .manifest_path(manifest)
         .package(package)
         .bin(bin)
         .current_release()
-        .current_target()
         .run()
         .unwrap_or_else(|e| panic!("cannot build {bin} of {package}: {e}"));
     let path = run.path().to_path_buf();

@@ -2,11 +2,11 @@
 //! the HTTP request in the receiver's format, and the verdict of
 //! [`crate::policy::classify`] on the answer.
 //!
-//! - `slack`: POST of [`crate::format::slack_body`] as JSON.
-//! - `webhook`: POST of [`crate::format::webhook_body`] with
+//! - `slack`: POST of [`crate::slack::slack_body`] as JSON.
+//! - `webhook`: POST of [`crate::webhook::webhook_body`] with
 //!   `X-Sluice-Id` (the notification id, for de-duplication),
 //!   `X-Sluice-Timestamp` and, when the receiver has a secret,
-//!   `X-Sluice-Signature` ([`crate::format::sign`]).
+//!   `X-Sluice-Signature` ([`crate::webhook::sign`]).
 //! - `log`: the notification is written to the process log.
 //!
 //! Sample messages are cut before formatting, so a 1 MiB log line never
@@ -17,16 +17,13 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sluice_core::config::{ReceiverConfig, ReceiverKind};
+use sluice_core::config::{Config, ReceiverConfig, ReceiverKind};
 
-use crate::format;
-use crate::notification::Notification;
-use crate::policy::{Backoff, Outcome, classify};
+use sluice_core::backoff::Backoff;
 
-/// Longest sample message sent, bytes.
-pub const MAX_SAMPLE_BYTES: usize = 1_000;
-/// Samples sent per notification, at most.
-pub const MAX_SAMPLES: usize = 5;
+use crate::notification::{MAX_SAMPLE_BYTES, MAX_SAMPLES, Notification};
+use crate::policy::{Outcome, classify};
+use crate::{slack, webhook};
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
@@ -45,6 +42,18 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// A deliverer for `receivers`, retrying with `backoff`.
+    /// The deliverer of a configuration: its `[[receivers]]`, retried as
+    /// `[alerter] retry_max_secs` says (every delivering role retries
+    /// alike, whichever role produced the notification).
+    pub fn from_config(config: &Config) -> Result<Deliverer, String> {
+        let backoff = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(config.alerter.retry_max_secs.max(1)),
+        );
+        Deliverer::new(&config.receivers, backoff)
+    }
+
+    /// Delivers to `receivers`, retrying with `backoff`.
     pub fn new(receivers: &[ReceiverConfig], backoff: Backoff) -> Result<Deliverer, String> {
         sluice_core::nats::install_crypto_provider();
         let client = reqwest::Client::builder()
@@ -105,9 +114,9 @@ impl Deliverer {
                 .post(url)
                 .timeout(timeout)
                 .header("Content-Type", "application/json")
-                .body(format::slack_body(&n).to_string()),
+                .body(slack::slack_body(&n).to_string()),
             ReceiverKind::Webhook => {
-                let body = format::webhook_body(&n);
+                let body = webhook::webhook_body(&n);
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
@@ -116,12 +125,12 @@ impl Deliverer {
                     .post(url)
                     .timeout(timeout)
                     .header("Content-Type", "application/json")
-                    .header(format::ID_HEADER, &n.id)
-                    .header(format::TIMESTAMP_HEADER, now.to_string());
+                    .header(webhook::ID_HEADER, &n.id)
+                    .header(webhook::TIMESTAMP_HEADER, now.to_string());
                 if let Some(secret) = &config.secret {
                     req = req.header(
-                        format::SIGNATURE_HEADER,
-                        format::sign(secret.as_bytes(), now, &body),
+                        webhook::SIGNATURE_HEADER,
+                        webhook::sign(secret.as_bytes(), now, &body),
                     );
                 }
                 req.body(body)

@@ -233,19 +233,21 @@ async fn record(claims: &kv::Store, key: &str, state: &ClaimState, revision: u64
 }
 
 /// Delivers what the outbox holds until `shutdown` completes, finishing the
-/// attempts under way.
+/// attempts under way. `claimant` is who this process is in claims
+/// (`sluice_core::role::Role::claimant`).
 pub async fn deliver_loop(
     js: jetstream::Context,
     claims: kv::Store,
     deliverer: Deliverer,
-    instance: String,
+    claimant: String,
     metrics: DeliveryMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
-    // Claims name this run of this process, so a restart under the same
-    // instance name never mistakes an old claim for its own.
-    let instance = format!("{instance}#{:08x}", rand::random::<u32>());
+    // The claimant names this run of this process (`Role::claimant`), so a
+    // restart under the same instance id never mistakes an old claim for
+    // its own.
+    let instance = claimant;
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     'outer: loop {
         let consumer = tokio::select! {

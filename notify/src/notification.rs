@@ -2,7 +2,8 @@
 //! a receiver, independent of how it is rendered on the wire.
 //!
 //! A [`Notification`] is stored as JSON (this type's serde form) in the
-//! JetStream outbox and rendered for delivery by [`crate::format`]. Its `id`
+//! JetStream outbox and rendered for delivery by [`crate::slack`] and
+//! [`crate::webhook`]. Its `id`
 //! is assigned once, when the notification is created, and is kept on every
 //! redelivery so receivers can de-duplicate.
 //!
@@ -16,6 +17,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::Level;
+
+/// Longest sample message sent, bytes.
+pub const MAX_SAMPLE_BYTES: usize = 1_000;
+/// Samples sent per notification, at most.
+pub const MAX_SAMPLES: usize = 5;
 
 /// Appended to text that [`Notification::truncated`] cut short.
 pub const ELLIPSIS: &str = "…";
@@ -227,8 +233,93 @@ pub fn refill_sample(
     }
 }
 
+/// A link to the query UI's search for an app's records in a time range.
+pub fn search_link(
+    base: &str,
+    app: &str,
+    service: Option<&str>,
+    level: Level,
+    from: i64,
+    to: i64,
+) -> String {
+    let mut url = format!(
+        "{}/?app={}&level={}&from={}&to={}",
+        base.trim_end_matches('/'),
+        app,
+        level.as_str(),
+        sluice_core::record::format_ts(from),
+        sluice_core::record::format_ts(to)
+    );
+    if let Some(s) = service {
+        url.push_str("&service=");
+        url.push_str(s);
+    }
+    url
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
+    /// Notifications of any shape and size, for the formats' properties.
+    pub(crate) fn arb_notification() -> impl proptest::strategy::Strategy<Value = Notification> {
+        use proptest::prelude::*;
+        let text = || ".{0,400}";
+        let sample = (
+            text(),
+            any::<i64>(),
+            ".{0,50}",
+            proptest::option::of(".{0,50}"),
+        );
+        (
+            (
+                proptest::sample::select(Kind::ALL.to_vec()),
+                text(),
+                proptest::option::of(text()),
+                text(),
+                proptest::option::of(text()),
+                proptest::option::of(proptest::sample::select(Level::ALL.to_vec())),
+                any::<u64>(),
+                proptest::option::of(any::<u64>()),
+            ),
+            (
+                proptest::collection::btree_map(".{0,60}", ".{0,300}", 0..40),
+                proptest::option::of(text()),
+                proptest::option::of(prop_oneof![text(), "https://[a-z./?=&%]{0,3500}",]),
+                proptest::collection::vec(sample, 0..60),
+                any::<(i64, i64)>(),
+                prop_oneof![Just(0usize), 1usize..20_000],
+            ),
+        )
+            .prop_map(|(a, b)| {
+                let (kind, title, rule, app, service, level, count, window_secs) = a;
+                let (labels, template, link, samples, (first_seen, last_seen), big) = b;
+                let mut n = sample_notification();
+                n.kind = kind;
+                n.title = title;
+                n.rule = rule;
+                n.app = app;
+                n.service = service;
+                n.level = level;
+                n.count = count;
+                n.window_secs = window_secs;
+                n.labels = labels;
+                n.template = template;
+                n.link = link;
+                n.first_seen = first_seen;
+                n.last_seen = last_seen;
+                n.samples = samples
+                    .into_iter()
+                    .map(|(msg, ts, host, request_id)| Sample {
+                        id: "s".into(),
+                        ts,
+                        host,
+                        msg: msg.repeat(1 + big / 400),
+                        request_id,
+                    })
+                    .collect();
+                n
+            })
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -13,9 +13,12 @@
 //! The backoff after failed attempt number `attempt` (0 for the first
 //! attempt) is `min(initial * 2^attempt, max)` with "equal jitter": half of it
 //! fixed, the other half scaled by the caller's random `jitter` in `0..=1`.
-//! Every computation saturates, so any `attempt` and any [`Backoff`] are fine.
+//! Every computation saturates, so any `attempt` and any [`Backoff`] are fine
+//! (the backoff is `sluice_core::backoff`, shared by every retry in Sluice).
 
 use std::time::{Duration, SystemTime};
+
+use sluice_core::backoff::Backoff;
 
 /// Shortest wait honoured from a `Retry-After` header.
 pub const RETRY_AFTER_MIN: Duration = Duration::from_secs(1);
@@ -39,47 +42,10 @@ pub enum Outcome {
     },
 }
 
-/// Exponential backoff parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay after the first failed attempt (before jitter).
-    pub initial: Duration,
-    /// Upper bound of any delay (before jitter).
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 1 s initially, at most 5 minutes.
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay after failed attempt number `attempt` (0-based):
-    /// `cap = min(initial * 2^attempt, max)`, then `cap/2 + cap/2 * jitter`.
-    /// `jitter` is clamped to `0..=1`; NaN counts as 0. Never panics.
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let cap = 2u32
-            .checked_pow(attempt)
-            .and_then(|factor| self.initial.checked_mul(factor))
-            .map_or(self.max, |d| d.min(self.max));
-        let jitter = if jitter.is_nan() {
-            0.0
-        } else {
-            jitter.clamp(0.0, 1.0)
-        };
-        let fixed = cap / 2;
-        let variable = cap - fixed;
-        let scaled = Duration::try_from_secs_f64(variable.as_secs_f64() * jitter)
-            .unwrap_or(variable)
-            .min(variable);
-        fixed.saturating_add(scaled)
-    }
-}
+/// The backoff of notification delivery unless configured otherwise: 1 s,
+/// doubling to at most 5 minutes.
+pub const DELIVERY_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
 
 /// Decides what follows one delivery attempt.
 ///
@@ -87,7 +53,7 @@ impl Backoff {
 /// timeout). `retry_after`: the response's `Retry-After` header, if any
 /// (delta-seconds or an HTTP-date, which is compared with `now`). `attempt`:
 /// 0-based number of the attempt that just finished. `jitter`: a random
-/// number in `0..=1` drawn by the caller (see [`Backoff::delay`]).
+/// number in `0..=1` drawn by the caller (see [`Backoff::delay_with`]).
 pub fn classify(
     status: Option<u16>,
     retry_after: Option<&str>,
@@ -98,7 +64,7 @@ pub fn classify(
 ) -> Outcome {
     let Some(status) = status else {
         return Outcome::Retry {
-            after: backoff.delay(attempt, jitter),
+            after: backoff.delay_with(attempt, jitter),
         };
     };
     match status {
@@ -106,10 +72,10 @@ pub fn classify(
         429 => Outcome::Retry {
             after: retry_after
                 .and_then(|value| parse_retry_after(value, now))
-                .unwrap_or_else(|| backoff.delay(attempt, jitter)),
+                .unwrap_or_else(|| backoff.delay_with(attempt, jitter)),
         },
         408 | 425 | 500..=599 => Outcome::Retry {
-            after: backoff.delay(attempt, jitter),
+            after: backoff.delay_with(attempt, jitter),
         },
         300..=399 => Outcome::Rejected {
             reason: format!(
@@ -198,7 +164,7 @@ mod tests {
 
     #[test]
     fn classify_table() {
-        let b = Backoff::default();
+        let b = DELIVERY_BACKOFF;
         // (status, retry-after, attempt, jitter, expected)
         let rows: Vec<Row> = vec![
             (Some(200), None, 0, 0.5, Outcome::Delivered),
@@ -271,7 +237,7 @@ mod tests {
 
     #[test]
     fn rejections_name_the_status() {
-        let b = Backoff::default();
+        let b = DELIVERY_BACKOFF;
         for status in [400u16, 401, 403, 404, 410, 413, 418, 422, 499] {
             match classify(Some(status), None, 0, &b, now(), 0.5) {
                 Outcome::Rejected { reason } => {
@@ -299,35 +265,6 @@ mod tests {
             unreachable!()
         };
         assert!(reason.starts_with("HTTP 404 Not Found"), "{reason}");
-    }
-
-    #[test]
-    fn backoff_edge_cases() {
-        let huge = Backoff {
-            initial: Duration::MAX,
-            max: Duration::MAX,
-        };
-        assert!(huge.delay(0, 1.0) <= Duration::MAX);
-        assert!(huge.delay(u32::MAX, 0.5) >= Duration::MAX / 2);
-        let zero = Backoff {
-            initial: Duration::ZERO,
-            max: Duration::ZERO,
-        };
-        assert_eq!(zero.delay(7, 1.0), Duration::ZERO);
-        let inverted = Backoff {
-            initial: S(10),
-            max: S(2),
-        };
-        assert_eq!(inverted.delay(0, 1.0), S(2));
-        let b = Backoff::default();
-        assert_eq!(b.delay(0, f64::NAN), Duration::from_millis(500));
-        assert_eq!(b.delay(0, -3.0), Duration::from_millis(500));
-        assert_eq!(b.delay(0, f64::INFINITY), S(1));
-        // Grows monotonically until the cap.
-        let delays: Vec<_> = (0..12).map(|a| b.delay(a, 1.0)).collect();
-        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(delays[8], S(256));
-        assert_eq!(delays[9], S(300));
     }
 
     #[test]

@@ -14,12 +14,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use hmac::Mac;
-use sluice_alerter::deliver::Deliverer;
-use sluice_alerter::format::validate_slack;
-use sluice_alerter::notification::{Kind, Notification, Sample};
-use sluice_alerter::policy::{Backoff, Outcome};
 use sluice_core::Level;
+use sluice_core::backoff::Backoff;
 use sluice_core::config::{ReceiverConfig, ReceiverKind};
+use sluice_notify::deliver::Deliverer;
+use sluice_notify::notification::{Kind, Notification, Sample};
+use sluice_notify::policy::Outcome;
+use sluice_testing::slack::validate as validate_slack;
 
 #[derive(Clone, Default)]
 struct Seen {
