@@ -7,9 +7,10 @@
 //!  HTTP ─> request handlers ┘  positions ride inside spool entries    acks free spool space <─┘
 //! ```
 //!
-//! The network sources ([`syslog`], [`http`]) are tasks on the same small
-//! runtime; they wait on the channel like the tailer does, and an HTTP
-//! request is answered only after the writer's fsync ([`source::Durable`]).
+//! The network sources ([`sources::syslog`], [`sources::http`]) are tasks on
+//! the same small runtime; they wait on the channel like the tailer does,
+//! and an HTTP request is answered only after the writer's fsync
+//! ([`sources::Durable`]).
 //!
 //! The invariants (DESIGN.md, "Agent invariants") and where they are kept:
 //! 1. A file's durable read position is never ahead of the spool: positions
@@ -29,18 +30,12 @@
 //!    in-flight windows.
 
 pub mod entry;
-pub mod http;
 pub mod metrics;
-pub mod multiline;
-pub mod net;
-pub mod parse;
 pub mod presence;
 pub mod priority;
 pub mod publisher;
-pub mod source;
+pub mod sources;
 pub mod spool;
-pub mod syslog;
-pub mod tailer;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -56,8 +51,9 @@ use tokio::sync::{Notify, watch};
 use crate::entry::{Entry, Positions};
 use crate::metrics::AgentMetrics;
 use crate::publisher::{Progress, PublisherOptions};
+use crate::sources::file::{Source, Tailer, TailerOptions};
+use crate::sources::{http, syslog};
 use crate::spool::{Spool, SpoolOptions};
-use crate::tailer::{Source, Tailer, TailerOptions};
 use crate::writer::WriterOptions;
 
 /// Why the agent could not start.
@@ -227,7 +223,7 @@ pub async fn run(
     let stop_reading = Arc::new(AtomicBool::new(false));
     let stop_writer = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
-    let (tx, rx) = source::channel();
+    let (tx, rx) = crate::sources::channel();
     let net_tx = tx.clone();
     let tailer = Tailer::new(topts, positions.clone(), tx, metrics.clone());
     let tailer_stop = stop_reading.clone();

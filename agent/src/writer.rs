@@ -24,7 +24,7 @@ use sluice_core::record::now_nanos;
 
 use crate::entry::{Entry, FilePos, LevelBatch, Positions};
 use crate::metrics::{AgentMetrics, label};
-use crate::source::{Chunk, ChunkReceiver, LineRecord};
+use crate::sources::{Chunk, ChunkReceiver, LineRecord};
 use crate::spool::Spool;
 
 /// How often acknowledged segments are released while idle.

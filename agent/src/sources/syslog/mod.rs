@@ -37,8 +37,8 @@ use tokio_util::codec::Decoder;
 
 use crate::AgentError;
 use crate::metrics::AgentMetrics;
-use crate::net::{ConnLimit, SourceStats, send_all, stopped};
-use crate::source::{Chunk, ChunkSender, LineRecord};
+use crate::sources::net::{ConnLimit, SourceStats, send_all, stopped};
+use crate::sources::{Chunk, ChunkSender, LineRecord};
 use crate::spool::Spool;
 use framing::{Frame, Framer};
 use parse::{ParseOptions, Zone};

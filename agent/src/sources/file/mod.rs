@@ -31,6 +31,9 @@
 //!   and flagged (`sluice.lossy`); unreadable files are warned about, counted
 //!   and retried at the next rescan.
 
+pub mod multiline;
+mod parse;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -50,14 +53,12 @@ use sluice_core::record::{ATTR_LOSSY, ATTR_TRUNCATED, now_nanos};
 
 use crate::entry::{FINGERPRINT_BYTES, FileKey, FilePos, Positions, fingerprint};
 use crate::metrics::{AgentMetrics, label};
-use crate::multiline::{Event, Line, Merger, MultilineRule};
-use crate::parse::parse_line;
-use crate::source::ChunkSender;
+use crate::sources::{Chunk, ChunkSender, LineRecord};
+use multiline::{Event, Line, Merger, MultilineRule};
+use parse::parse_line;
 
 /// Deepest directory walk for `**` patterns.
 const MAX_WALK_DEPTH: usize = 16;
-
-pub use crate::source::{Chunk, LineRecord};
 
 /// A configured file source, compiled.
 #[derive(Debug, Clone)]
