@@ -12,31 +12,31 @@
 //! and an HTTP request is answered only after the writer's fsync
 //! ([`sources::Durable`]).
 //!
+//! The code follows the picture: [`sources`] holds the three sources and the
+//! channel they share, [`pipeline`] the writer, the spool and the publisher.
+//!
 //! The invariants (DESIGN.md, "Agent invariants") and where they are kept:
 //! 1. A file's durable read position is never ahead of the spool: positions
 //!    are only stored inside spool entries and the checkpoint
-//!    ([`entry`], [`writer`]).
-//! 2. A record leaves the spool only after JetStream acked it ([`publisher`],
-//!    [`spool`]).
+//!    ([`pipeline::entry`], `pipeline::writer`).
+//! 2. A record leaves the spool only after JetStream acked it
+//!    (`pipeline::publisher`, [`pipeline::spool`]).
 //! 3. After `kill -9`, a restart resumes from the recovered positions and
 //!    re-sends unacknowledged entries with the same `Nats-Msg-Id`s, which the
 //!    stream's duplicate window drops.
 //! 4. A full spool blocks the writer, and the bounded channel blocks the
 //!    tailer: files simply wait.
 //! 5. Torn or corrupt spool data is cut back or skipped with a count
-//!    ([`spool`]).
+//!    ([`pipeline::spool`]).
 //! 6. Bounded threads (one tailer, one writer, a small runtime), a read rate
 //!    limit, lower CPU/IO priority ([`priority`]), bounded channels and
 //!    in-flight windows.
 
-pub mod entry;
 pub mod metrics;
+pub mod pipeline;
 pub mod presence;
 pub mod priority;
-pub mod publisher;
 pub mod sources;
-pub mod spool;
-pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,13 +48,13 @@ use sluice_core::config::{Config, host_name};
 use sluice_core::record::now_nanos;
 use tokio::sync::{Notify, watch};
 
-use crate::entry::{Entry, Positions};
 use crate::metrics::AgentMetrics;
-use crate::publisher::{Progress, PublisherOptions};
+use crate::pipeline::entry::{Entry, Positions};
+use crate::pipeline::publisher::{self, Progress, PublisherOptions};
+use crate::pipeline::spool::{Spool, SpoolOptions};
+use crate::pipeline::writer::{self, WriterOptions};
 use crate::sources::file::{Source, Tailer, TailerOptions};
 use crate::sources::{http, syslog};
-use crate::spool::{Spool, SpoolOptions};
-use crate::writer::WriterOptions;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,7 @@ pub enum AgentError {
     Config(String),
     /// The spool could not be opened.
     #[error("cannot open the spool: {0}")]
-    Spool(#[from] spool::SpoolError),
+    Spool(#[from] pipeline::spool::SpoolError),
     /// The admin endpoint could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

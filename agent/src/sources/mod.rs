@@ -8,8 +8,8 @@
 //! A chunk can carry a [`Durable`] signal, fired once its records are
 //! fsynced into the spool: the HTTP endpoint answers only then.
 //!
-//! The sources themselves are [`file`] (the tailer), [`syslog`] and
-//! [`http`]; the two network sources share their counters, connection
+//! The sources themselves are [`file`](mod@file) (the tailer), [`syslog`]
+//! and [`http`]; the two network sources share their counters, connection
 //! limits and hand-off to the channel (`net`).
 
 pub mod file;
@@ -20,7 +20,7 @@ pub mod syslog;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::entry::FilePos;
+use crate::pipeline::entry::FilePos;
 
 /// Chunks the writer may have queued before senders wait.
 pub const CHANNEL_CHUNKS: usize = 16;

@@ -25,7 +25,7 @@
 //!   that are in its records (a pending multi-line event or an unterminated
 //!   last line stays behind it), so after a crash reading resumes exactly
 //!   after the last spooled line. Positions only become durable inside spool
-//!   entries (see [`crate::entry`]).
+//!   entries (see [`crate::pipeline::entry`]).
 //! * **Damaged input.** Lines over `max_line_bytes` are truncated and flagged
 //!   (`sluice.truncated` = original length); invalid UTF-8 is decoded lossily
 //!   and flagged (`sluice.lossy`); unreadable files are warned about, counted
@@ -51,8 +51,8 @@ use sluice_core::config::{FileSourceConfig, ReadFrom};
 use sluice_core::names;
 use sluice_core::record::{ATTR_LOSSY, ATTR_TRUNCATED, now_nanos};
 
-use crate::entry::{FINGERPRINT_BYTES, FileKey, FilePos, Positions, fingerprint};
 use crate::metrics::{AgentMetrics, label};
+use crate::pipeline::entry::{FINGERPRINT_BYTES, FileKey, FilePos, Positions, fingerprint};
 use crate::sources::{Chunk, ChunkSender, LineRecord};
 use multiline::{Event, Line, Merger, MultilineRule};
 use parse::parse_line;

@@ -45,9 +45,9 @@ use tokio::task::JoinHandle;
 
 use crate::AgentError;
 use crate::metrics::{AgentMetrics, label};
+use crate::pipeline::spool::Spool;
 use crate::sources::net::{ConnLimit, SourceStats, send_all, stopped};
 use crate::sources::{Chunk, ChunkSender, Durable, LineRecord};
-use crate::spool::Spool;
 use body::{BodyError, GunzipError, Limits, Posted};
 
 /// Bodies larger than this are decoded off the async workers.
