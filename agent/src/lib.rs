@@ -7,41 +7,36 @@
 //!  HTTP ─> request handlers ┘  positions ride inside spool entries    acks free spool space <─┘
 //! ```
 //!
-//! The network sources ([`syslog`], [`http`]) are tasks on the same small
-//! runtime; they wait on the channel like the tailer does, and an HTTP
-//! request is answered only after the writer's fsync ([`source::Durable`]).
+//! The network sources ([`sources::syslog`], [`sources::http`]) are tasks on
+//! the same small runtime; they wait on the channel like the tailer does,
+//! and an HTTP request is answered only after the writer's fsync
+//! ([`sources::Durable`]).
+//!
+//! The code follows the picture: [`sources`] holds the three sources and the
+//! channel they share, [`pipeline`] the writer, the spool and the publisher.
 //!
 //! The invariants (DESIGN.md, "Agent invariants") and where they are kept:
 //! 1. A file's durable read position is never ahead of the spool: positions
 //!    are only stored inside spool entries and the checkpoint
-//!    ([`entry`], [`writer`]).
-//! 2. A record leaves the spool only after JetStream acked it ([`publisher`],
-//!    [`spool`]).
+//!    ([`pipeline::entry`], `pipeline::writer`).
+//! 2. A record leaves the spool only after JetStream acked it
+//!    (`pipeline::publisher`, [`pipeline::spool`]).
 //! 3. After `kill -9`, a restart resumes from the recovered positions and
 //!    re-sends unacknowledged entries with the same `Nats-Msg-Id`s, which the
 //!    stream's duplicate window drops.
 //! 4. A full spool blocks the writer, and the bounded channel blocks the
 //!    tailer: files simply wait.
 //! 5. Torn or corrupt spool data is cut back or skipped with a count
-//!    ([`spool`]).
+//!    ([`pipeline::spool`]).
 //! 6. Bounded threads (one tailer, one writer, a small runtime), a read rate
 //!    limit, lower CPU/IO priority ([`priority`]), bounded channels and
 //!    in-flight windows.
 
-pub mod entry;
-pub mod http;
 pub mod metrics;
-pub mod multiline;
-pub mod net;
-pub mod parse;
+pub mod pipeline;
 pub mod presence;
 pub mod priority;
-pub mod publisher;
-pub mod source;
-pub mod spool;
-pub mod syslog;
-pub mod tailer;
-pub mod writer;
+pub mod sources;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,12 +48,13 @@ use sluice_core::config::{Config, host_name};
 use sluice_core::record::now_nanos;
 use tokio::sync::{Notify, watch};
 
-use crate::entry::{Entry, Positions};
 use crate::metrics::AgentMetrics;
-use crate::publisher::{Progress, PublisherOptions};
-use crate::spool::{Spool, SpoolOptions};
-use crate::tailer::{Source, Tailer, TailerOptions};
-use crate::writer::WriterOptions;
+use crate::pipeline::entry::{Entry, Positions};
+use crate::pipeline::publisher::{self, Progress, PublisherOptions};
+use crate::pipeline::spool::{Spool, SpoolOptions};
+use crate::pipeline::writer::{self, WriterOptions};
+use crate::sources::file::{Source, Tailer, TailerOptions};
+use crate::sources::{http, syslog};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +64,7 @@ pub enum AgentError {
     Config(String),
     /// The spool could not be opened.
     #[error("cannot open the spool: {0}")]
-    Spool(#[from] spool::SpoolError),
+    Spool(#[from] pipeline::spool::SpoolError),
     /// The admin endpoint could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -227,7 +223,7 @@ pub async fn run(
     let stop_reading = Arc::new(AtomicBool::new(false));
     let stop_writer = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
-    let (tx, rx) = source::channel();
+    let (tx, rx) = crate::sources::channel();
     let net_tx = tx.clone();
     let tailer = Tailer::new(topts, positions.clone(), tx, metrics.clone());
     let tailer_stop = stop_reading.clone();

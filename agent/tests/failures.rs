@@ -11,8 +11,8 @@ use common::{
     AgentProcess, Collector, append, assert_exactly_once, check_config, line, wait_for_records,
     write_config,
 };
-use sluice_agent::entry::Entry;
-use sluice_agent::spool::{Spool, SpoolOptions};
+use sluice_agent::pipeline::entry::Entry;
+use sluice_agent::pipeline::spool::{Spool, SpoolOptions};
 use sluice_testing::{NatsServer, wait_until};
 
 fn one_file(logs: &Path) -> String {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{AgentProcess, Collector, append, assert_exactly_once, line, write_config};
-use sluice_agent::entry::{Entry, LevelBatch};
-use sluice_agent::spool::{Spool, SpoolOptions};
+use sluice_agent::pipeline::entry::{Entry, LevelBatch};
+use sluice_agent::pipeline::spool::{Spool, SpoolOptions};
 use sluice_core::codec::{encode_batch, msg_id, subject};
 use sluice_core::record::now_nanos;
 use sluice_core::{Level, Record};

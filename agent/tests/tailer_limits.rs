@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
-use sluice_agent::entry::Positions;
 use sluice_agent::metrics::AgentMetrics;
-use sluice_agent::tailer::{Chunk, Source, Tailer, TailerOptions};
+use sluice_agent::pipeline::entry::Positions;
+use sluice_agent::sources::Chunk;
+use sluice_agent::sources::file::{Source, Tailer, TailerOptions};
 use sluice_core::config::{FileSourceConfig, Name, ReadFrom};
 
 fn tailer(dir: &Path, adjust: impl FnOnce(&mut TailerOptions)) -> (Tailer, Receiver<Chunk>) {

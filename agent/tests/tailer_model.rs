@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use proptest::prelude::*;
-use sluice_agent::entry::Positions;
 use sluice_agent::metrics::AgentMetrics;
-use sluice_agent::tailer::{Chunk, Source, Tailer, TailerOptions};
+use sluice_agent::pipeline::entry::Positions;
+use sluice_agent::sources::Chunk;
+use sluice_agent::sources::file::{Source, Tailer, TailerOptions};
 use sluice_core::config::{FileSourceConfig, Name, ReadFrom};
 
 const FILES: usize = 3;

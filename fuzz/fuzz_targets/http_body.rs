@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_agent::http::body::{Limits, decode, gunzip};
+use sluice_agent::sources::http::body::{Limits, decode, gunzip};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {

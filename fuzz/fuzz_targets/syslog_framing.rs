@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sluice_agent::syslog::framing::{Frame, Framer};
+use sluice_agent::sources::syslog::framing::{Frame, Framer};
 use tokio_util::codec::Decoder;
 
 const MAX: usize = 64;

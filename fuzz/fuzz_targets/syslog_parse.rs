@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_agent::syslog::parse::{ParseOptions, Zone, parse};
+use sluice_agent::sources::syslog::parse::{ParseOptions, Zone, parse};
 
 fuzz_target!(|data: &[u8]| {
     let now = 1_795_428_000_000_000_000;

@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::{AgentMetrics, label, labels2};
-use crate::source::{Chunk, ChunkSender};
+use crate::sources::{Chunk, ChunkSender};
 
 /// Counters of one network source, resolved once so the hot path only
 /// increments atomics.

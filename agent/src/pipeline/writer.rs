@@ -22,10 +22,10 @@ use sluice_core::Level;
 use sluice_core::codec::{BatchEncoder, RecordRef};
 use sluice_core::record::now_nanos;
 
-use crate::entry::{Entry, FilePos, LevelBatch, Positions};
 use crate::metrics::{AgentMetrics, label};
-use crate::source::{Chunk, ChunkReceiver, LineRecord};
-use crate::spool::Spool;
+use crate::pipeline::entry::{Entry, FilePos, LevelBatch, Positions};
+use crate::pipeline::spool::Spool;
+use crate::sources::{Chunk, ChunkReceiver, LineRecord};
 
 /// How often acknowledged segments are released while idle.
 const RELEASE_INTERVAL: Duration = Duration::from_millis(200);
@@ -342,7 +342,7 @@ fn append(
                 // Space may have been freed by acks not yet released.
                 *released_floor = u64::MAX;
             }
-            Err(err @ crate::spool::SpoolError::TooLarge { .. }) => {
+            Err(err @ crate::pipeline::spool::SpoolError::TooLarge { .. }) => {
                 // Unreachable with a validated configuration (entries are
                 // bounded well under the smallest allowed spool); counted
                 // and logged so it can never pass unnoticed.
@@ -367,7 +367,7 @@ fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::FileKey;
+    use crate::pipeline::entry::FileKey;
     use sluice_core::codec::decode_batch;
 
     fn chunk(app: &str, ino: u64, offset: u64, levels: &[Level]) -> Chunk {

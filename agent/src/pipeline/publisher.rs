@@ -32,9 +32,9 @@ use sluice_core::names;
 use sluice_core::record::now_nanos;
 use tokio::sync::{Notify, watch};
 
-use crate::entry::Entry;
 use crate::metrics::{AgentMetrics, label};
-use crate::spool::Spool;
+use crate::pipeline::entry::Entry;
+use crate::pipeline::spool::Spool;
 
 /// Publisher settings.
 #[derive(Debug, Clone)]
@@ -281,7 +281,7 @@ fn read_entries(
     spool: &Spool,
     from: u64,
     max: usize,
-) -> Result<Vec<(u64, Vec<u8>)>, crate::spool::SpoolError> {
+) -> Result<Vec<(u64, Vec<u8>)>, crate::pipeline::spool::SpoolError> {
     let mut out = Vec::new();
     let mut next = from;
     while out.len() < max {

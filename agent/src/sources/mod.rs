@@ -1,4 +1,5 @@
-//! What every source (files, syslog, HTTP) hands to the spool writer.
+//! The sources (files, syslog, HTTP), and what every one of them hands to
+//! the spool writer.
 //!
 //! Sources send [`Chunk`]s over one bounded channel ([`channel`]). Files
 //! send from the tailer thread and wait while the writer is behind; network
@@ -6,11 +7,20 @@
 //! a full spool slow TCP and HTTP clients down instead of losing records.
 //! A chunk can carry a [`Durable`] signal, fired once its records are
 //! fsynced into the spool: the HTTP endpoint answers only then.
+//!
+//! The sources themselves are [`file`](mod@file) (the tailer), [`syslog`]
+//! and [`http`]; the two network sources share their counters, connection
+//! limits and hand-off to the channel (`net`).
+
+pub mod file;
+pub mod http;
+mod net;
+pub mod syslog;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::entry::FilePos;
+use crate::pipeline::entry::FilePos;
 
 /// Chunks the writer may have queued before senders wait.
 pub const CHANNEL_CHUNKS: usize = 16;

@@ -37,9 +37,9 @@ use tokio_util::codec::Decoder;
 
 use crate::AgentError;
 use crate::metrics::AgentMetrics;
-use crate::net::{ConnLimit, SourceStats, send_all, stopped};
-use crate::source::{Chunk, ChunkSender, LineRecord};
-use crate::spool::Spool;
+use crate::pipeline::spool::Spool;
+use crate::sources::net::{ConnLimit, SourceStats, send_all, stopped};
+use crate::sources::{Chunk, ChunkSender, LineRecord};
 use framing::{Frame, Framer};
 use parse::{ParseOptions, Zone};
 

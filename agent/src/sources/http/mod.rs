@@ -45,9 +45,9 @@ use tokio::task::JoinHandle;
 
 use crate::AgentError;
 use crate::metrics::{AgentMetrics, label};
-use crate::net::{ConnLimit, SourceStats, send_all, stopped};
-use crate::source::{Chunk, ChunkSender, Durable, LineRecord};
-use crate::spool::Spool;
+use crate::pipeline::spool::Spool;
+use crate::sources::net::{ConnLimit, SourceStats, send_all, stopped};
+use crate::sources::{Chunk, ChunkSender, Durable, LineRecord};
 use body::{BodyError, GunzipError, Limits, Posted};
 
 /// Bodies larger than this are decoded off the async workers.
@@ -471,7 +471,11 @@ fn decode(
     Ok((posted, single))
 }
 
-type Chunks = (Vec<Chunk>, Vec<ulid::Ulid>, Vec<crate::source::DurableWait>);
+type Chunks = (
+    Vec<Chunk>,
+    Vec<ulid::Ulid>,
+    Vec<crate::sources::DurableWait>,
+);
 
 /// Turns posted records into chunks per (app, service, host), with their
 /// ids chosen here so the answer can name them.
