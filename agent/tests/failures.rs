@@ -353,10 +353,11 @@ async fn unreadable_file_is_counted_and_retried_and_priority_is_lowered() {
             .until(Duration::from_secs(30), |r| r.len() >= want)
             .await
     );
-    wait_until(
+    agent.wait_metric(
+        "sluice_agent_file_errors_total",
+        1.0,
         Duration::from_secs(10),
         "the file error to be counted",
-        || agent.metric("sluice_agent_file_errors_total") >= 1.0,
     );
     assert!(
         agent.log_text().contains("cannot read file"),

@@ -443,9 +443,12 @@ async fn slow_and_flooding_clients_do_not_stop_a_good_one() {
             flood.push(s);
         }
     }
-    wait_until(Duration::from_secs(10), "refusals counted", || {
-        agent.metric("sluice_agent_connections_closed_total") >= 25.0
-    });
+    agent.wait_metric(
+        "sluice_agent_connections_closed_total",
+        25.0,
+        Duration::from_secs(10),
+        "refusals counted",
+    );
     let start = Instant::now();
     loop {
         let served = try_http_post(port, PATH, &[], br#"{"message":"good client"}"#);

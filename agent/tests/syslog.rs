@@ -419,9 +419,12 @@ async fn slow_idle_and_flooding_clients_do_not_stop_a_good_one() {
     // A client sending one byte a second, for the whole test. It holds its
     // slot before the flood arrives.
     let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
-    wait_until(Duration::from_secs(10), "the slow client admitted", || {
-        agent.metric("sluice_agent_connections_accepted_total") >= 1.0
-    });
+    agent.wait_metric(
+        "sluice_agent_connections_accepted_total",
+        1.0,
+        Duration::from_secs(10),
+        "the slow client admitted",
+    );
     let slow = std::thread::spawn(move || {
         for b in b"<13>1 - h slow - - - trickled\n" {
             if s.write_all(&[*b]).is_err() {
@@ -438,9 +441,12 @@ async fn slow_idle_and_flooding_clients_do_not_stop_a_good_one() {
             flood.push(s);
         }
     }
-    wait_until(Duration::from_secs(10), "refusals counted", || {
-        agent.metric("sluice_agent_connections_closed_total") >= 20.0
-    });
+    agent.wait_metric(
+        "sluice_agent_connections_closed_total",
+        20.0,
+        Duration::from_secs(10),
+        "refusals counted",
+    );
     // Idle connections are closed after the timeout, freeing their slots;
     // a well-behaved client is then served at once.
     let mut collector = Collector::new(&nats.url()).await;

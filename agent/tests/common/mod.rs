@@ -113,10 +113,21 @@ impl AgentProcess {
         http_get(self.admin_port, path)
     }
 
-    /// One metric's value (summed over labels), 0 when absent.
+    /// One metric's value (summed over labels); the test fails when the
+    /// metric is missing.
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics");
         metric_value(&body, name)
+    }
+
+    /// Waits until metric `name` reaches `at_least`. A labelled family has
+    /// no series until its first count, so a missing metric only means
+    /// "not yet"; the wait fails with `what` after `timeout`.
+    pub fn wait_metric(&self, name: &str, at_least: f64, timeout: Duration, what: &str) {
+        sluice_testing::wait_until(timeout, what, || {
+            let (_, body) = self.get("/metrics");
+            sluice_testing::try_metric_value(&body, name).is_some_and(|v| v >= at_least)
+        });
     }
 }
 
