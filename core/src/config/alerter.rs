@@ -1,189 +1,17 @@
-//! `[[receivers]]`, `[aggregator]` and `[alerter]`: who is told about
-//! problems, and when.
+//! `[alerter]`, `[[alerter.rules]]` and `[[alerter.silences]]`: which
+//! records raise alerts, and which notifications are held back.
 //!
 //! Rules are parsed one by one so every error names its rule
-//! (`rule "checkout-errors": invalid regex …`), and references between
-//! sections (a rule's or an owner's receiver) are checked once the whole
-//! file is read ([`check_references`]).
+//! (`rule "checkout-errors": invalid regex …`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{AdminConfig, Name, Pattern, default_stall_secs};
+use super::admin::default_stall_secs;
+use super::{AdminConfig, Name, Pattern};
 use crate::Level;
-
-/// How a receiver is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReceiverKind {
-    /// A Slack incoming webhook (Block Kit message).
-    Slack,
-    /// A generic webhook: JSON body signed with HMAC-SHA256.
-    Webhook,
-    /// The process log (for a first run without any URL).
-    Log,
-}
-
-/// `[[receivers]]`: a destination for notifications, shared by the
-/// aggregator and the alerter.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiverConfig {
-    /// Unique name, referred to by rules and owners.
-    pub name: String,
-    /// `slack`, `webhook` or `log`.
-    pub kind: ReceiverKind,
-    /// Where to POST (required for `slack` and `webhook`).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Webhook HMAC key; falls back to the environment variable
-    /// `SLUICE_RECEIVER_<NAME>_SECRET` (name upper-cased, `-` as `_`).
-    #[serde(default)]
-    pub secret: Option<String>,
-    /// Deliveries per minute, at most (a burst of the same size is allowed).
-    #[serde(default = "default_rate_per_minute")]
-    pub rate_per_minute: u32,
-    /// Time allowed for one delivery attempt.
-    #[serde(default = "default_receiver_timeout_secs")]
-    pub timeout_secs: u64,
-}
-
-fn default_rate_per_minute() -> u32 {
-    60
-}
-fn default_receiver_timeout_secs() -> u64 {
-    10
-}
-
-impl ReceiverConfig {
-    fn apply_env(&mut self) {
-        if self.secret.is_none() {
-            let var = format!(
-                "SLUICE_RECEIVER_{}_SECRET",
-                self.name.to_ascii_uppercase().replace('-', "_")
-            );
-            self.secret = std::env::var(var).ok();
-        }
-    }
-
-    fn check(&self) -> Result<(), String> {
-        let name = &self.name;
-        if name.is_empty() {
-            return Err("a receiver has an empty name".into());
-        }
-        match (self.kind, &self.url) {
-            (ReceiverKind::Slack | ReceiverKind::Webhook, None) => {
-                return Err(format!("receiver {name:?}: url is required"));
-            }
-            (_, Some(url)) => {
-                let parsed = url::Url::parse(url)
-                    .map_err(|e| format!("receiver {name:?}: invalid url {url:?}: {e}"))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(format!(
-                        "receiver {name:?}: url {url:?} must be http or https"
-                    ));
-                }
-            }
-            _ => {}
-        }
-        if self.rate_per_minute == 0 {
-            return Err(format!(
-                "receiver {name:?}: rate_per_minute must be positive"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// `[[aggregator.owners]]`: who hears about an app's error groups.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OwnerConfig {
-    /// The app.
-    pub app: Name,
-    /// The receiver told about its new, regressed and spiking groups.
-    pub receiver: String,
-}
-
-/// `[aggregator]`: error grouping and per-hour counts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregatorConfig {
-    /// This instance's name in logs and metrics (default: the host name).
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Owners per app.
-    #[serde(default)]
-    pub owners: Vec<OwnerConfig>,
-    /// The receiver told about groups of apps that have no owner (none
-    /// when unset: such groups are kept but nobody is told).
-    #[serde(default)]
-    pub default_receiver: Option<String>,
-    /// Groups tracked in memory at most; the least recently seen are
-    /// evicted (and counted) beyond it. Their state stays in KV.
-    #[serde(default = "default_max_groups")]
-    pub max_groups: usize,
-    /// A group seen again after this long quiet is announced as regressed.
-    #[serde(default = "default_quiet_period_secs")]
-    pub quiet_period_secs: u64,
-    /// A group whose rate in a minute exceeds its baseline by this factor
-    /// (and `spike_min_count`) is announced as spiking.
-    #[serde(default = "default_spike_factor")]
-    pub spike_factor: f64,
-    /// Smallest count in a minute that can be a spike.
-    #[serde(default = "default_spike_min_count")]
-    pub spike_min_count: u64,
-    /// Sample messages kept per group.
-    #[serde(default = "default_samples")]
-    pub samples: usize,
-    /// Base URL of the query UI, for links in notifications.
-    #[serde(default)]
-    pub query_url: Option<String>,
-    /// `/metrics` and `/health`.
-    #[serde(default = "default_aggregator_admin")]
-    pub admin: AdminConfig,
-}
-
-fn default_max_groups() -> usize {
-    10_000
-}
-fn default_quiet_period_secs() -> u64 {
-    24 * 3600
-}
-fn default_spike_factor() -> f64 {
-    10.0
-}
-fn default_spike_min_count() -> u64 {
-    50
-}
-fn default_samples() -> usize {
-    5
-}
-fn default_aggregator_admin() -> AdminConfig {
-    AdminConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 9883)),
-        stall_secs: default_stall_secs(),
-    }
-}
-
-impl Default for AggregatorConfig {
-    fn default() -> Self {
-        AggregatorConfig {
-            id: None,
-            owners: Vec::new(),
-            default_receiver: None,
-            max_groups: default_max_groups(),
-            quiet_period_secs: default_quiet_period_secs(),
-            spike_factor: default_spike_factor(),
-            spike_min_count: default_spike_min_count(),
-            samples: default_samples(),
-            query_url: None,
-            admin: default_aggregator_admin(),
-        }
-    }
-}
 
 /// What a rule fires on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -264,7 +92,7 @@ fn default_repeat_interval_secs() -> u64 {
 pub const GROUP_BY_FIELDS: [&str; 4] = ["app", "service", "host", "level"];
 
 impl RuleConfig {
-    fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         let name = &self.name;
         let fail = |what: String| Err(format!("rule {name:?}: {what}"));
         if name.is_empty() {
@@ -361,6 +189,9 @@ pub struct AlerterConfig {
     pub admin: AdminConfig,
 }
 
+fn default_max_groups() -> usize {
+    10_000
+}
 fn default_max_lag_secs() -> u64 {
     300
 }
@@ -414,76 +245,6 @@ fn named_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RuleConfig>, D::Er
                 .map_err(|e| serde::de::Error::custom(format!("{name}: {}", e.message())))
         })
         .collect()
-}
-
-/// Fills secrets from the environment.
-pub(super) fn apply_env(receivers: &mut [ReceiverConfig]) {
-    for r in receivers {
-        r.apply_env();
-    }
-}
-
-/// Checks each section and the references between them.
-pub(super) fn check_references(
-    receivers: &[ReceiverConfig],
-    aggregator: &AggregatorConfig,
-    alerter: &AlerterConfig,
-) -> Result<(), String> {
-    let mut names = BTreeSet::new();
-    for r in receivers {
-        r.check()?;
-        if !names.insert(r.name.as_str()) {
-            return Err(format!("receiver {:?} is defined twice", r.name));
-        }
-    }
-    let known = |receiver: &str, whose: String| {
-        if names.contains(receiver) {
-            Ok(())
-        } else {
-            Err(format!("{whose}: unknown receiver {receiver:?}"))
-        }
-    };
-    for owner in &aggregator.owners {
-        known(
-            &owner.receiver,
-            format!("owner of app {:?}", owner.app.as_str()),
-        )?;
-    }
-    if let Some(r) = &aggregator.default_receiver {
-        known(r, "[aggregator] default_receiver".into())?;
-    }
-    if aggregator.spike_factor.is_nan() || aggregator.spike_factor <= 1.0 {
-        return Err("[aggregator] spike_factor must be greater than 1".into());
-    }
-    let mut rules = BTreeSet::new();
-    for rule in &alerter.rules {
-        rule.check()?;
-        if !rules.insert(rule.name.as_str()) {
-            return Err(format!("rule {:?} is defined twice", rule.name));
-        }
-        known(&rule.receiver, format!("rule {:?}", rule.name))?;
-    }
-    if alerter.retry_max_secs == 0 || alerter.max_groups == 0 || aggregator.max_groups == 0 {
-        return Err("retry_max_secs and max_groups must be positive".into());
-    }
-    if let Some(r) = &alerter.system_receiver {
-        known(r, "[alerter] system_receiver".into())?;
-    }
-    for (i, s) in alerter.silences.iter().enumerate() {
-        if crate::record::parse_ts(&s.until).is_none() {
-            return Err(format!(
-                "silence #{}: until = {:?} is not an RFC 3339 time",
-                i + 1,
-                s.until
-            ));
-        }
-        if let Some(rule) = &s.rule
-            && !rules.contains(rule.as_str())
-        {
-            return Err(format!("silence #{}: unknown rule {rule:?}", i + 1));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -591,30 +352,8 @@ comment = "migration"
     }
 
     #[test]
-    fn receiver_and_owner_errors() {
-        for (text, words) in [
-            (
-                "[[receivers]]\nname = \"a\"\nkind = \"slack\"\n",
-                "url is required",
-            ),
-            (
-                "[[receivers]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"ftp://x\"\n",
-                "http or https",
-            ),
-            ("[[receivers]]\nname = \"a\"\nkind = \"pager\"\n", "pager"),
-            (
-                "[[receivers]]\nname = \"a\"\nkind = \"log\"\n[[receivers]]\nname = \"a\"\nkind = \"log\"\n",
-                "twice",
-            ),
-            (
-                "[[aggregator.owners]]\napp = \"shop\"\nreceiver = \"ghost\"\n",
-                "ghost",
-            ),
-            ("[aggregator]\nspike_factor = 0.5\n", "spike_factor"),
-            ("[[alerter.silences]]\nuntil = \"soon\"\n", "RFC 3339"),
-        ] {
-            let err = error_of(text);
-            assert!(err.contains(words), "{text}: {err}");
-        }
+    fn silence_errors() {
+        let err = error_of("[[alerter.silences]]\nuntil = \"soon\"\n");
+        assert!(err.contains("RFC 3339"), "{err}");
     }
 }

@@ -1,0 +1,226 @@
+//! The one TOML configuration schema shared by every Sluice process.
+//!
+//! Each process reads the sections it needs; all sections are parsed and
+//! checked by every process, so a typo anywhere is caught wherever the file is
+//! used. Unknown keys are errors, reported with the file, line and key.
+//! Values that must be valid (names, globs, regexes) are checked while
+//! parsing, so their errors carry the line too.
+//!
+//! Secrets may stay out of the file: `[nats] password` and `token` fall back
+//! to the `SLUICE_NATS_PASSWORD` and `SLUICE_NATS_TOKEN` environment
+//! variables, `[agent.http] token` to `SLUICE_HTTP_TOKEN`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+mod admin;
+mod agent;
+mod aggregator;
+mod alerter;
+mod filterer;
+mod nats;
+mod receivers;
+mod store;
+mod values;
+
+pub use admin::AdminConfig;
+pub use agent::{
+    AgentConfig, DEFAULT_HTTP_LISTEN, DEFAULT_SYSLOG_LISTEN, FileSourceConfig, HttpConfig,
+    LimitsConfig, MultilineConfig, PublishConfig, ReadFrom, SpoolConfig, SyslogConfig,
+};
+pub use aggregator::{AggregatorConfig, OwnerConfig};
+pub use alerter::{AlerterConfig, GROUP_BY_FIELDS, RuleConfig, RuleKind, SilenceConfig};
+pub use filterer::FiltererConfig;
+pub use nats::NatsConfig;
+pub use receivers::{ReceiverConfig, ReceiverKind};
+pub use store::{DEFAULT_STORE_URL, StoreConfig};
+pub use values::{Name, Pattern};
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line, column and key.
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach NATS and how the `LOGS` stream is set up.
+    #[serde(default)]
+    pub nats: NatsConfig,
+    /// The agent (`sluice-agent`).
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// Object storage for the filed logs.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The filterer (`sluice filterer`).
+    #[serde(default)]
+    pub filterer: FiltererConfig,
+    /// Where notifications go (`[[receivers]]`), shared by the aggregator
+    /// and the alerter.
+    #[serde(default)]
+    pub receivers: Vec<ReceiverConfig>,
+    /// The error aggregator (`sluice aggregator`).
+    #[serde(default)]
+    pub aggregator: AggregatorConfig,
+    /// The alerter (`sluice alerter`).
+    #[serde(default)]
+    pub alerter: AlerterConfig,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and checks configuration text. The error names the line,
+    /// column and key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.nats.apply_env();
+        config.store.apply_env();
+        config.agent.apply_env();
+        receivers::apply_env(&mut config.receivers);
+        check_references(&config.receivers, &config.aggregator, &config.alerter)?;
+        Ok(config)
+    }
+}
+
+/// Checks each section and the references between them.
+fn check_references(
+    receivers: &[ReceiverConfig],
+    aggregator: &AggregatorConfig,
+    alerter: &AlerterConfig,
+) -> Result<(), String> {
+    let mut names = BTreeSet::new();
+    for r in receivers {
+        r.check()?;
+        if !names.insert(r.name.as_str()) {
+            return Err(format!("receiver {:?} is defined twice", r.name));
+        }
+    }
+    let known = |receiver: &str, whose: String| {
+        if names.contains(receiver) {
+            Ok(())
+        } else {
+            Err(format!("{whose}: unknown receiver {receiver:?}"))
+        }
+    };
+    for owner in &aggregator.owners {
+        known(
+            &owner.receiver,
+            format!("owner of app {:?}", owner.app.as_str()),
+        )?;
+    }
+    if let Some(r) = &aggregator.default_receiver {
+        known(r, "[aggregator] default_receiver".into())?;
+    }
+    if aggregator.spike_factor.is_nan() || aggregator.spike_factor <= 1.0 {
+        return Err("[aggregator] spike_factor must be greater than 1".into());
+    }
+    let mut rules = BTreeSet::new();
+    for rule in &alerter.rules {
+        rule.check()?;
+        if !rules.insert(rule.name.as_str()) {
+            return Err(format!("rule {:?} is defined twice", rule.name));
+        }
+        known(&rule.receiver, format!("rule {:?}", rule.name))?;
+    }
+    if alerter.retry_max_secs == 0 || alerter.max_groups == 0 || aggregator.max_groups == 0 {
+        return Err("retry_max_secs and max_groups must be positive".into());
+    }
+    if let Some(r) = &alerter.system_receiver {
+        known(r, "[alerter] system_receiver".into())?;
+    }
+    for (i, s) in alerter.silences.iter().enumerate() {
+        if crate::record::parse_ts(&s.until).is_none() {
+            return Err(format!(
+                "silence #{}: until = {:?} is not an RFC 3339 time",
+                i + 1,
+                s.until
+            ));
+        }
+        if let Some(rule) = &s.rule
+            && !rules.contains(rule.as_str())
+        {
+            return Err(format!("silence #{}: unknown rule {rule:?}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+/// The host name, or `localhost` when it cannot be read.
+pub fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[nats]
+url = "nats://127.0.0.1:4222"
+[agent]
+id = "web-1"
+data_dir = "/var/lib/sluice/agent"
+[[agent.files]]
+include = ["/var/log/shop/*.log"]
+exclude = ["*.gz"]
+app = "shop"
+service = "checkout"
+[agent.admin]
+listen = "127.0.0.1:9881"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.nats.url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(c.agent.id.as_deref(), Some("web-1"));
+        assert_eq!(c.agent.files[0].app.as_str(), "shop");
+        assert_eq!(
+            c.agent.files[0].service.as_ref().unwrap().as_str(),
+            "checkout"
+        );
+        assert_eq!(c.agent.admin.listen.port(), 9881);
+        assert_eq!(c.nats.stream, "LOGS");
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sluice.toml"));
+    }
+}
