@@ -1,11 +1,14 @@
 //! `[aggregator]` and `[[aggregator.owners]]`: error grouping, and who
 //! hears about an app's error groups.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::admin::default_stall_secs;
+use super::locate::{Issue, Step};
+use super::values::{greater_than, positive};
 use super::{AdminConfig, Name};
 
 /// `[[aggregator.owners]]`: who hears about an app's error groups.
@@ -34,14 +37,14 @@ pub struct AggregatorConfig {
     pub default_receiver: Option<String>,
     /// Groups tracked in memory at most; the least recently seen are
     /// evicted (and counted) beyond it. Their state stays in KV.
-    #[serde(default = "default_max_groups")]
+    #[serde(default = "default_max_groups", deserialize_with = "positive")]
     pub max_groups: usize,
     /// A group seen again after this long quiet is announced as regressed.
     #[serde(default = "default_quiet_period_secs")]
     pub quiet_period_secs: u64,
     /// A group whose rate in a minute exceeds its baseline by this factor
-    /// (and `spike_min_count`) is announced as spiking.
-    #[serde(default = "default_spike_factor")]
+    /// (and `spike_min_count`) is announced as spiking; greater than 1.
+    #[serde(default = "default_spike_factor", deserialize_with = "spike_factor")]
     pub spike_factor: f64,
     /// Smallest count in a minute that can be a spike.
     #[serde(default = "default_spike_min_count")]
@@ -59,6 +62,9 @@ pub struct AggregatorConfig {
 
 fn default_max_groups() -> usize {
     10_000
+}
+fn spike_factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    greater_than(d, 1.0)
 }
 fn default_quiet_period_secs() -> u64 {
     24 * 3600
@@ -93,6 +99,34 @@ impl Default for AggregatorConfig {
             query_url: None,
             admin: default_aggregator_admin(),
         }
+    }
+}
+
+impl AggregatorConfig {
+    /// Checks that the receivers named are defined.
+    pub(super) fn check(&self, receivers: &BTreeSet<&str>) -> Result<(), Issue> {
+        for (i, owner) in self.owners.iter().enumerate() {
+            if !receivers.contains(owner.receiver.as_str()) {
+                return Err(Issue::at(
+                    &[
+                        Step::Key("aggregator"),
+                        Step::Key("owners"),
+                        Step::Index(i),
+                        Step::Key("receiver"),
+                    ],
+                    format!("unknown receiver {:?}", owner.receiver),
+                ));
+            }
+        }
+        if let Some(r) = &self.default_receiver
+            && !receivers.contains(r.as_str())
+        {
+            return Err(Issue::at(
+                &[Step::Key("aggregator"), Step::Key("default_receiver")],
+                format!("unknown receiver {r:?}"),
+            ));
+        }
+        Ok(())
     }
 }
 

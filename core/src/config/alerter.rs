@@ -1,8 +1,8 @@
 //! `[alerter]`, `[[alerter.rules]]` and `[[alerter.silences]]`: which
 //! records raise alerts, and which notifications are held back.
 //!
-//! Rules are parsed one by one so every error names its rule
-//! (`rule "checkout-errors": invalid regex …`).
+//! An error in a rule names it (`rule "checkout-errors" pattern: invalid
+//! regex …`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Deserializer};
 
 use super::admin::default_stall_secs;
+use super::locate::{Issue, Step};
+use super::values::{non_empty, positive};
 use super::{AdminConfig, Name, Pattern};
 use crate::Level;
 
@@ -31,6 +33,7 @@ pub enum RuleKind {
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Unique name.
+    #[serde(deserialize_with = "non_empty")]
     pub name: String,
     /// The app matched.
     pub app: Name,
@@ -49,14 +52,14 @@ pub struct RuleConfig {
     /// `every`, `threshold` or `absence`.
     pub kind: RuleKind,
     /// For `threshold`: the count that fires.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "threshold")]
     pub threshold: Option<u64>,
     /// The window of `threshold` and `absence`.
-    #[serde(default = "default_window_secs")]
+    #[serde(default = "default_window_secs", deserialize_with = "positive")]
     pub window_secs: u64,
     /// Record fields (`service`, `host`, `level`) or attribute names whose
     /// values split the rule into separate alerts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "group_by")]
     pub group_by: Vec<String>,
     /// The receiver notified.
     pub receiver: String,
@@ -65,10 +68,13 @@ pub struct RuleConfig {
     #[serde(default = "default_group_wait_secs")]
     pub group_wait_secs: u64,
     /// Least time between notifications of a group that changed.
-    #[serde(default = "default_group_interval_secs")]
+    #[serde(default = "default_group_interval_secs", deserialize_with = "positive")]
     pub group_interval_secs: u64,
     /// Least time between notifications of a group that did not change.
-    #[serde(default = "default_repeat_interval_secs")]
+    #[serde(
+        default = "default_repeat_interval_secs",
+        deserialize_with = "positive"
+    )]
     pub repeat_interval_secs: u64,
 }
 
@@ -91,36 +97,22 @@ fn default_repeat_interval_secs() -> u64 {
 /// Fields of a record `group_by` may name besides attributes.
 pub const GROUP_BY_FIELDS: [&str; 4] = ["app", "service", "host", "level"];
 
-impl RuleConfig {
-    pub(super) fn check(&self) -> Result<(), String> {
-        let name = &self.name;
-        let fail = |what: String| Err(format!("rule {name:?}: {what}"));
-        if name.is_empty() {
-            return Err("a rule has an empty name".into());
+fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    positive(d).map(Some)
+}
+
+/// Names without an empty or repeated one.
+fn group_by<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let fields = Vec::<String>::deserialize(d)?;
+    let mut seen = BTreeSet::new();
+    for field in &fields {
+        if field.is_empty() || !seen.insert(field) {
+            return Err(serde::de::Error::custom(format!(
+                "empty or repeated entry {field:?}"
+            )));
         }
-        match (self.kind, self.threshold) {
-            (RuleKind::Threshold, None | Some(0)) => {
-                return fail("kind = \"threshold\" needs threshold ≥ 1".into());
-            }
-            (RuleKind::Every | RuleKind::Absence, Some(_)) => {
-                return fail("threshold only applies to kind = \"threshold\"".into());
-            }
-            _ => {}
-        }
-        if self.window_secs == 0 {
-            return fail("window_secs must be positive".into());
-        }
-        if self.group_interval_secs == 0 || self.repeat_interval_secs == 0 {
-            return fail("group_interval_secs and repeat_interval_secs must be positive".into());
-        }
-        let mut seen = BTreeSet::new();
-        for field in &self.group_by {
-            if field.is_empty() || !seen.insert(field) {
-                return fail(format!("group_by has an empty or repeated entry {field:?}"));
-            }
-        }
-        Ok(())
     }
+    Ok(fields)
 }
 
 /// `[[alerter.silences]]`: notifications matching these are not sent until
@@ -138,10 +130,22 @@ pub struct SilenceConfig {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// End of the silence, RFC 3339.
+    #[serde(deserialize_with = "rfc3339")]
     pub until: String,
     /// Why.
     #[serde(default)]
     pub comment: String,
+}
+
+/// A time in RFC 3339.
+fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if crate::record::parse_ts(&s).is_none() {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} is not an RFC 3339 time"
+        )));
+    }
+    Ok(s)
 }
 
 /// `[alerter]`: rules, silences and the built-in system alerts.
@@ -152,8 +156,8 @@ pub struct AlerterConfig {
     /// (default: the host name and process id).
     #[serde(default)]
     pub id: Option<String>,
-    /// The rules, each parsed on its own so errors name it.
-    #[serde(default, deserialize_with = "named_rules")]
+    /// The rules; an error in one names it.
+    #[serde(default)]
     pub rules: Vec<RuleConfig>,
     /// Silences from the file (more come from `sluice alerts silence`).
     #[serde(default)]
@@ -172,13 +176,13 @@ pub struct AlerterConfig {
     pub query_url: Option<String>,
     /// Alert groups tracked at most; matches for more are counted and
     /// dropped.
-    #[serde(default = "default_max_groups")]
+    #[serde(default = "default_max_groups", deserialize_with = "positive")]
     pub max_groups: usize,
     /// Longest wait between delivery attempts of a notification, by
     /// whichever role (alerter or aggregator) delivers it (backoff
     /// doubles from 1 s up to this; a `Retry-After` is honoured up to an
     /// hour).
-    #[serde(default = "default_retry_max_secs")]
+    #[serde(default = "default_retry_max_secs", deserialize_with = "positive")]
     pub retry_max_secs: u64,
     /// On start, the stream is re-read from where the alerters had got to,
     /// but from no further back than this.
@@ -229,22 +233,73 @@ impl Default for AlerterConfig {
     }
 }
 
-/// Parses `[[alerter.rules]]` one table at a time, so an unknown field or a
-/// bad regex is reported with the name of its rule.
-fn named_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RuleConfig>, D::Error> {
-    let tables = Vec::<toml::Table>::deserialize(d)?;
-    tables
-        .into_iter()
-        .enumerate()
-        .map(|(i, table)| {
-            let name = match table.get("name") {
-                Some(toml::Value::String(s)) => format!("rule {s:?}"),
-                _ => format!("rule #{}", i + 1),
+impl AlerterConfig {
+    /// Checks what each rule's values cannot on their own, and that the
+    /// receivers and rules named are defined.
+    pub(super) fn check(&self, receivers: &BTreeSet<&str>) -> Result<(), Issue> {
+        let mut rules = BTreeSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = |key| {
+                [
+                    Step::Key("alerter"),
+                    Step::Key("rules"),
+                    Step::Index(i),
+                    Step::Key(key),
+                ]
             };
-            RuleConfig::deserialize(toml::Value::Table(table))
-                .map_err(|e| serde::de::Error::custom(format!("{name}: {}", e.message())))
-        })
-        .collect()
+            match (rule.kind, rule.threshold) {
+                (RuleKind::Threshold, None) => {
+                    return Err(Issue::at(
+                        &at("kind"),
+                        "kind = \"threshold\" needs a threshold",
+                    ));
+                }
+                (RuleKind::Every | RuleKind::Absence, Some(_)) => {
+                    return Err(Issue::at(
+                        &at("threshold"),
+                        "threshold only applies to kind = \"threshold\"",
+                    ));
+                }
+                _ => {}
+            }
+            if !rules.insert(rule.name.as_str()) {
+                return Err(Issue::at(
+                    &at("name"),
+                    format!("{:?} is defined twice", rule.name),
+                ));
+            }
+            if !receivers.contains(rule.receiver.as_str()) {
+                return Err(Issue::at(
+                    &at("receiver"),
+                    format!("unknown receiver {:?}", rule.receiver),
+                ));
+            }
+        }
+        if let Some(r) = &self.system_receiver
+            && !receivers.contains(r.as_str())
+        {
+            return Err(Issue::at(
+                &[Step::Key("alerter"), Step::Key("system_receiver")],
+                format!("unknown receiver {r:?}"),
+            ));
+        }
+        for (i, silence) in self.silences.iter().enumerate() {
+            if let Some(rule) = &silence.rule
+                && !rules.contains(rule.as_str())
+            {
+                return Err(Issue::at(
+                    &[
+                        Step::Key("alerter"),
+                        Step::Key("silences"),
+                        Step::Index(i),
+                        Step::Key("rule"),
+                    ],
+                    format!("unknown rule {rule:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

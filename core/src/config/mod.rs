@@ -10,7 +10,6 @@
 //! to the `SLUICE_NATS_PASSWORD` and `SLUICE_NATS_TOKEN` environment
 //! variables, `[agent.http] token` to `SLUICE_HTTP_TOKEN`.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,6 +19,7 @@ mod agent;
 mod aggregator;
 mod alerter;
 mod filterer;
+mod locate;
 mod nats;
 mod receivers;
 mod store;
@@ -37,6 +37,8 @@ pub use nats::NatsConfig;
 pub use receivers::{ReceiverConfig, ReceiverKind};
 pub use store::{DEFAULT_STORE_URL, StoreConfig};
 pub use values::{Name, Pattern};
+
+use locate::Issue;
 
 /// A configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -103,77 +105,23 @@ impl Config {
     /// Parses and checks configuration text. The error names the line,
     /// column and key.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = toml::from_str(text).map_err(|e| locate::toml_error(text, &e))?;
         config.nats.apply_env();
         config.store.apply_env();
         config.agent.apply_env();
         receivers::apply_env(&mut config.receivers);
-        check_references(&config.receivers, &config.aggregator, &config.alerter)?;
+        config.check().map_err(|issue| issue.render(text))?;
         Ok(config)
     }
-}
 
-/// Checks each section and the references between them.
-fn check_references(
-    receivers: &[ReceiverConfig],
-    aggregator: &AggregatorConfig,
-    alerter: &AlerterConfig,
-) -> Result<(), String> {
-    let mut names = BTreeSet::new();
-    for r in receivers {
-        r.check()?;
-        if !names.insert(r.name.as_str()) {
-            return Err(format!("receiver {:?} is defined twice", r.name));
-        }
+    /// The checks that need more than one value: values of one section
+    /// that must fit together, and references between sections.
+    fn check(&self) -> Result<(), Issue> {
+        let receivers = receivers::check(&self.receivers)?;
+        self.aggregator.check(&receivers)?;
+        self.alerter.check(&receivers)?;
+        Ok(())
     }
-    let known = |receiver: &str, whose: String| {
-        if names.contains(receiver) {
-            Ok(())
-        } else {
-            Err(format!("{whose}: unknown receiver {receiver:?}"))
-        }
-    };
-    for owner in &aggregator.owners {
-        known(
-            &owner.receiver,
-            format!("owner of app {:?}", owner.app.as_str()),
-        )?;
-    }
-    if let Some(r) = &aggregator.default_receiver {
-        known(r, "[aggregator] default_receiver".into())?;
-    }
-    if aggregator.spike_factor.is_nan() || aggregator.spike_factor <= 1.0 {
-        return Err("[aggregator] spike_factor must be greater than 1".into());
-    }
-    let mut rules = BTreeSet::new();
-    for rule in &alerter.rules {
-        rule.check()?;
-        if !rules.insert(rule.name.as_str()) {
-            return Err(format!("rule {:?} is defined twice", rule.name));
-        }
-        known(&rule.receiver, format!("rule {:?}", rule.name))?;
-    }
-    if alerter.retry_max_secs == 0 || alerter.max_groups == 0 || aggregator.max_groups == 0 {
-        return Err("retry_max_secs and max_groups must be positive".into());
-    }
-    if let Some(r) = &alerter.system_receiver {
-        known(r, "[alerter] system_receiver".into())?;
-    }
-    for (i, s) in alerter.silences.iter().enumerate() {
-        if crate::record::parse_ts(&s.until).is_none() {
-            return Err(format!(
-                "silence #{}: until = {:?} is not an RFC 3339 time",
-                i + 1,
-                s.until
-            ));
-        }
-        if let Some(rule) = &s.rule
-            && !rules.contains(rule.as_str())
-        {
-            return Err(format!("silence #{}: unknown rule {rule:?}", i + 1));
-        }
-    }
-    Ok(())
 }
 
 /// The host name, or `localhost` when it cannot be read.

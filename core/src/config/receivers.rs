@@ -1,7 +1,12 @@
 //! `[[receivers]]`: where notifications go, shared by the aggregator and
 //! the alerter.
 
-use serde::Deserialize;
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Deserializer};
+
+use super::locate::{Issue, Step};
+use super::values::{non_empty, positive};
 
 /// How a receiver is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -21,18 +26,19 @@ pub enum ReceiverKind {
 #[serde(deny_unknown_fields)]
 pub struct ReceiverConfig {
     /// Unique name, referred to by rules and owners.
+    #[serde(deserialize_with = "non_empty")]
     pub name: String,
     /// `slack`, `webhook` or `log`.
     pub kind: ReceiverKind,
     /// Where to POST (required for `slack` and `webhook`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "http_url")]
     pub url: Option<String>,
     /// Webhook HMAC key; falls back to the environment variable
     /// `SLUICE_RECEIVER_<NAME>_SECRET` (name upper-cased, `-` as `_`).
     #[serde(default)]
     pub secret: Option<String>,
     /// Deliveries per minute, at most (a burst of the same size is allowed).
-    #[serde(default = "default_rate_per_minute")]
+    #[serde(default = "default_rate_per_minute", deserialize_with = "positive")]
     pub rate_per_minute: u32,
     /// Time allowed for one delivery attempt.
     #[serde(default = "default_receiver_timeout_secs")]
@@ -56,34 +62,41 @@ impl ReceiverConfig {
             self.secret = std::env::var(var).ok();
         }
     }
+}
 
-    pub(super) fn check(&self) -> Result<(), String> {
-        let name = &self.name;
-        if name.is_empty() {
-            return Err("a receiver has an empty name".into());
-        }
-        match (self.kind, &self.url) {
-            (ReceiverKind::Slack | ReceiverKind::Webhook, None) => {
-                return Err(format!("receiver {name:?}: url is required"));
-            }
-            (_, Some(url)) => {
-                let parsed = url::Url::parse(url)
-                    .map_err(|e| format!("receiver {name:?}: invalid url {url:?}: {e}"))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(format!(
-                        "receiver {name:?}: url {url:?} must be http or https"
-                    ));
-                }
-            }
-            _ => {}
-        }
-        if self.rate_per_minute == 0 {
-            return Err(format!(
-                "receiver {name:?}: rate_per_minute must be positive"
+/// An http or https URL.
+fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    let parsed = url::Url::parse(&url)
+        .map_err(|e| serde::de::Error::custom(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(serde::de::Error::custom(format!(
+            "{url:?} must be http or https"
+        )));
+    }
+    Ok(Some(url))
+}
+
+/// Checks what each receiver's values cannot on their own, and returns
+/// the receivers' names.
+pub(super) fn check(receivers: &[ReceiverConfig]) -> Result<BTreeSet<&str>, Issue> {
+    let mut names = BTreeSet::new();
+    for (i, r) in receivers.iter().enumerate() {
+        let at = |key| [Step::Key("receivers"), Step::Index(i), Step::Key(key)];
+        if r.url.is_none() && matches!(r.kind, ReceiverKind::Slack | ReceiverKind::Webhook) {
+            return Err(Issue::at(
+                &at("kind"),
+                "url is required for slack and webhook receivers",
             ));
         }
-        Ok(())
+        if !names.insert(r.name.as_str()) {
+            return Err(Issue::at(
+                &at("name"),
+                format!("{:?} is defined twice", r.name),
+            ));
+        }
     }
+    Ok(names)
 }
 
 /// Fills secrets from the environment.

@@ -48,3 +48,50 @@ impl<'de> Deserialize<'de> for Pattern {
             .map_err(|e| serde::de::Error::custom(format!("invalid regex {s:?}: {e}")))
     }
 }
+
+// Checks of single values, for `deserialize_with`: an error is reported by
+// the deserialiser at the value, so it carries the line.
+
+/// A number of at least `min`.
+pub(super) fn at_least<'de, D, T>(d: D, min: T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + fmt::Display,
+{
+    let v = T::deserialize(d)?;
+    if v < min {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is under the minimum of {min}"
+        )));
+    }
+    Ok(v)
+}
+
+/// A number greater than `min` (not NaN).
+pub(super) fn greater_than<'de, D: Deserializer<'de>>(d: D, min: f64) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_nan() || v <= min {
+        return Err(serde::de::Error::custom(format!(
+            "{v} must be greater than {min}"
+        )));
+    }
+    Ok(v)
+}
+
+/// A string that is not empty.
+pub(super) fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Err(serde::de::Error::custom("must not be empty"));
+    }
+    Ok(s)
+}
+
+/// A number of at least 1.
+pub(super) fn positive<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + fmt::Display + From<u8>,
+{
+    at_least(d, T::from(1))
+}
