@@ -2,10 +2,14 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::AdminConfig;
 use super::admin::default_stall_secs;
+use super::values::{at_least, positive};
+
+/// Smallest `[filterer] max_blob_bytes`.
+pub const MIN_BLOB_BYTES: usize = 1024;
 
 /// `[filterer]`: stream → per-app blobs, and compaction.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,11 +20,15 @@ pub struct FiltererConfig {
     #[serde(default)]
     pub id: Option<String>,
     /// A partition's buffer is written as a blob at this many raw
-    /// (uncompressed NDJSON) bytes; compaction merges blobs up to it.
-    #[serde(default = "default_max_blob_bytes")]
+    /// (uncompressed NDJSON) bytes; compaction merges blobs up to it. At
+    /// least [`MIN_BLOB_BYTES`].
+    #[serde(
+        default = "default_max_blob_bytes",
+        deserialize_with = "max_blob_bytes"
+    )]
     pub max_blob_bytes: usize,
-    /// A partition's buffer is written at least this often.
-    #[serde(default = "default_flush_interval_secs")]
+    /// A partition's buffer is written at least this often; at least 1.
+    #[serde(default = "default_flush_interval_secs", deserialize_with = "positive")]
     pub flush_interval_secs: u64,
     /// Buffered raw bytes across all partitions, at most; the largest
     /// buffer is written early when it is reached.
@@ -47,6 +55,9 @@ pub struct FiltererConfig {
     pub admin: AdminConfig,
 }
 
+fn max_blob_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    at_least(d, MIN_BLOB_BYTES)
+}
 fn default_max_blob_bytes() -> usize {
     64 << 20
 }

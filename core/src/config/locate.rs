@@ -43,6 +43,19 @@ impl Issue {
         }
     }
 
+    /// A problem of two values together: blamed on `first` when it is in
+    /// the file, else on `second`.
+    pub(super) fn at_either(
+        first: &[Step<'static>],
+        second: &[Step<'static>],
+        message: impl Into<String>,
+    ) -> Issue {
+        Issue {
+            keys: vec![first.to_vec(), second.to_vec()],
+            message: message.into(),
+        }
+    }
+
     /// The message for the file `text`: its line, column and key. A key
     /// missing from the file (a default) is placed on its section.
     pub(super) fn render(&self, text: &str) -> String {
@@ -215,7 +228,8 @@ fn label(doc: Option<&DeTable<'_>>, path: &[Step<'_>], kind: Kind) -> Option<Str
             _ => None,
         })
         .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == "name"))
-        .and_then(|(_, v)| v.get_ref().as_str());
+        .and_then(|(_, v)| v.get_ref().as_str())
+        .filter(|name| !name.is_empty());
     let element = match (NAMED.iter().find(|(a, _)| *a == array), name) {
         (Some((_, word)), Some(name)) => format!("{word} {name:?}"),
         _ => format!("[[{array}]] #{}", n + 1),
@@ -327,5 +341,14 @@ mod tests {
             "line 8, column 1: [[agent.files]] #2 max_line_bytes: bad"
         );
         assert_eq!(first(place(&[Key("nats"), Key("url")])), "[nats] url: bad");
+        let either = Issue::at_either(
+            &[Key("agent"), Key("publish"), Key("max_in_flight")],
+            &[Key("agent"), Key("publish"), Key("max_batch_bytes")],
+            "bad",
+        );
+        assert_eq!(
+            either.render(TEXT),
+            "line 3, column 27: [agent.publish] max_batch_bytes: bad\n  |\n3 | publish.max_batch_bytes = 1\n  |                           ^"
+        );
     }
 }

@@ -3,8 +3,26 @@
 //! Each process reads the sections it needs; all sections are parsed and
 //! checked by every process, so a typo anywhere is caught wherever the file is
 //! used. Unknown keys are errors, reported with the file, line and key.
-//! Values that must be valid (names, globs, regexes) are checked while
-//! parsing, so their errors carry the line too.
+//! Values that must be valid (names, regexes, time zones, limits such as
+//! [`MAX_BATCH_BYTES`]) are checked while parsing, so their errors carry
+//! the line too. So do the checks made once a file is read: values of one
+//! section that must fit together (`[agent.http] max_in_flight_bytes` and
+//! `max_body_bytes`) and references between sections (a rule's receiver),
+//! each placed on the line of the key it blames, or on its section's
+//! header when that key is left to its default. What needs the machine —
+//! files that must exist, TLS material that must load, addresses that must
+//! bind — and the agent's glob patterns, which it compiles, are checked by
+//! the process that uses them.
+//!
+//! An error reads `line 5, column 19: [agent.publish] max_batch_bytes:
+//! 300000 is over the limit of 262144`, then quotes the line with the value
+//! underlined; elements of arrays of tables are `[[agent.files]] #2`, or
+//! `rule "name"` and `receiver "name"`.
+//!
+//! Each section has its own module: `nats`, `agent` (with `files`,
+//! `syslog` and `http`), `store`, `filterer`, `receivers`, `aggregator`,
+//! `alerter`; the shared value types are in `values`, the admin endpoint of
+//! every process in `admin`, and the placing of errors in `locate`.
 //!
 //! Secrets may stay out of the file: `[nats] password` and `token` fall back
 //! to the `SLUICE_NATS_PASSWORD` and `SLUICE_NATS_TOKEN` environment
@@ -28,11 +46,12 @@ mod values;
 pub use admin::AdminConfig;
 pub use agent::{
     AgentConfig, DEFAULT_HTTP_LISTEN, DEFAULT_SYSLOG_LISTEN, FileSourceConfig, HttpConfig,
-    LimitsConfig, MultilineConfig, PublishConfig, ReadFrom, SpoolConfig, SyslogConfig,
+    LimitsConfig, MAX_BATCH_BYTES, MAX_LINE_BYTES, MAX_METADATA_BYTES, MIN_SPOOL_BYTES,
+    MultilineConfig, PublishConfig, ReadFrom, SpoolConfig, SyslogConfig,
 };
 pub use aggregator::{AggregatorConfig, OwnerConfig};
 pub use alerter::{AlerterConfig, GROUP_BY_FIELDS, RuleConfig, RuleKind, SilenceConfig};
-pub use filterer::FiltererConfig;
+pub use filterer::{FiltererConfig, MIN_BLOB_BYTES};
 pub use nats::NatsConfig;
 pub use receivers::{ReceiverConfig, ReceiverKind};
 pub use store::{DEFAULT_STORE_URL, StoreConfig};
@@ -117,6 +136,7 @@ impl Config {
     /// The checks that need more than one value: values of one section
     /// that must fit together, and references between sections.
     fn check(&self) -> Result<(), Issue> {
+        self.agent.check()?;
         let receivers = receivers::check(&self.receivers)?;
         self.aggregator.check(&receivers)?;
         self.alerter.check(&receivers)?;

@@ -67,6 +67,36 @@ where
     Ok(v)
 }
 
+/// A number of at most `max`.
+pub(super) fn at_most<'de, D, T>(d: D, max: T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + fmt::Display,
+{
+    let v = T::deserialize(d)?;
+    if v > max {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is over the limit of {max}"
+        )));
+    }
+    Ok(v)
+}
+
+/// A number from `min` to `max`.
+pub(super) fn between<'de, D, T>(d: D, min: T, max: T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + fmt::Display,
+{
+    let v = T::deserialize(d)?;
+    if v < min || v > max {
+        return Err(serde::de::Error::custom(format!(
+            "{v} must be between {min} and {max}"
+        )));
+    }
+    Ok(v)
+}
+
 /// A number greater than `min` (not NaN).
 pub(super) fn greater_than<'de, D: Deserializer<'de>>(d: D, min: f64) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
@@ -85,6 +115,11 @@ pub(super) fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
         return Err(serde::de::Error::custom("must not be empty"));
     }
     Ok(s)
+}
+
+/// A string that is not empty, of an optional key.
+pub(super) fn some_non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    non_empty(d).map(Some)
 }
 
 /// A number of at least 1.

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use super::MAX_LINE_BYTES;
+use crate::config::values::between;
 use crate::config::{Name, Pattern};
 
 /// Where files present at the agent's first start are read from.
@@ -21,7 +23,9 @@ pub enum ReadFrom {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
-    /// Glob patterns of files to tail (`/var/log/shop/*.log`, `**` allowed).
+    /// Glob patterns of files to tail (`/var/log/shop/*.log`, `**` allowed);
+    /// at least one.
+    #[serde(deserialize_with = "include")]
     pub include: Vec<String>,
     /// Glob patterns excluded, matched against the full path or, when the
     /// pattern has no `/`, the file name (`*.gz`).
@@ -40,14 +44,28 @@ pub struct FileSourceConfig {
     /// the end. Files that appear later are always read from the beginning.
     #[serde(default)]
     pub read_from: ReadFrom,
-    /// Longer lines are truncated to this many bytes and flagged.
-    #[serde(default = "default_max_line_bytes")]
+    /// Longer lines are truncated to this many bytes and flagged; from 1
+    /// to [`MAX_LINE_BYTES`].
+    #[serde(
+        default = "default_max_line_bytes",
+        deserialize_with = "max_line_bytes"
+    )]
     pub max_line_bytes: usize,
     /// Multi-line events (stack traces).
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
 }
 
+fn include<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let patterns = Vec::<String>::deserialize(d)?;
+    if patterns.is_empty() {
+        return Err(serde::de::Error::custom("lists no pattern"));
+    }
+    Ok(patterns)
+}
+fn max_line_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    between(d, 1, MAX_LINE_BYTES)
+}
 fn default_max_line_bytes() -> usize {
     256 * 1024
 }

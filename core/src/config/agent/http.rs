@@ -2,10 +2,16 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use super::default_max_connections;
+use super::{MAX_LINE_BYTES, default_max_connections, key_of};
 use crate::config::Name;
+use crate::config::locate::Issue;
+use crate::config::values::{at_most, between, positive, some_non_empty};
+
+/// Largest `[agent.http] max_metadata_bytes`: half of [`MAX_LINE_BYTES`],
+/// so the metadata leaves room for the message in a record.
+pub const MAX_METADATA_BYTES: usize = MAX_LINE_BYTES / 2;
 
 /// `[agent.http]`: `POST /api/v1/logs`, answered only once the records are
 /// durable in the spool.
@@ -22,23 +28,35 @@ pub struct HttpConfig {
     #[serde(default = "default_http_service")]
     pub service: Name,
     /// When set, requests must carry `Authorization: Bearer <token>`.
-    /// Falls back to the `SLUICE_HTTP_TOKEN` environment variable.
-    #[serde(default)]
+    /// Falls back to the `SLUICE_HTTP_TOKEN` environment variable. Not
+    /// empty.
+    #[serde(default, deserialize_with = "some_non_empty")]
     pub token: Option<String>,
     /// Largest request body, before and after gzip decoding (413 above).
-    #[serde(default = "default_max_body_bytes")]
+    #[serde(default = "default_max_body_bytes", deserialize_with = "positive")]
     pub max_body_bytes: usize,
     /// Records per request, at most (400 above).
-    #[serde(default = "default_max_records_per_request")]
+    #[serde(
+        default = "default_max_records_per_request",
+        deserialize_with = "positive"
+    )]
     pub max_records: usize,
     /// Longest message kept whole; longer ones are truncated and flagged.
-    #[serde(default = "default_http_max_message_bytes")]
+    /// From 1 to [`MAX_LINE_BYTES`].
+    #[serde(
+        default = "default_http_max_message_bytes",
+        deserialize_with = "max_message_bytes"
+    )]
     pub max_message_bytes: usize,
-    /// Largest `metadata` (keys and values) of one record (400 above).
-    #[serde(default = "default_max_attrs_bytes")]
+    /// Largest `metadata` (keys and values) of one record (400 above); at
+    /// most [`MAX_METADATA_BYTES`].
+    #[serde(
+        default = "default_max_attrs_bytes",
+        deserialize_with = "max_metadata_bytes"
+    )]
     pub max_metadata_bytes: usize,
     /// Body bytes being decoded and spooled at once, at most; requests
-    /// beyond it get 429 with `Retry-After`.
+    /// beyond it get 429 with `Retry-After`. At least `max_body_bytes`.
     #[serde(default = "default_max_in_flight_bytes")]
     pub max_in_flight_bytes: usize,
     /// Connections open at once, at most; more are refused.
@@ -67,6 +85,12 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_max_records_per_request() -> usize {
     10_000
+}
+fn max_message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    between(d, 1, MAX_LINE_BYTES)
+}
+fn max_metadata_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    at_most(d, MAX_METADATA_BYTES)
 }
 fn default_http_max_message_bytes() -> usize {
     256 * 1024
@@ -105,12 +129,50 @@ impl HttpConfig {
             self.token = std::env::var("SLUICE_HTTP_TOKEN").ok();
         }
     }
+
+    /// Checks the values that must fit together, once the environment is
+    /// applied.
+    pub(super) fn check(&self) -> Result<(), Issue> {
+        if self.max_in_flight_bytes < self.max_body_bytes {
+            return Err(Issue::at_either(
+                &key_of("http", "max_in_flight_bytes"),
+                &key_of("http", "max_body_bytes"),
+                format!(
+                    "max_in_flight_bytes = {} must be at least max_body_bytes = {}",
+                    self.max_in_flight_bytes, self.max_body_bytes
+                ),
+            ));
+        }
+        // An empty token in the file is refused while parsing; this one
+        // came from the environment.
+        if self.token.as_deref() == Some("") {
+            return Err(Issue::at(
+                &key_of("http", "token"),
+                "SLUICE_HTTP_TOKEN is set but empty",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::DEFAULT_HTTP_LISTEN;
+    use super::{DEFAULT_HTTP_LISTEN, HttpConfig};
     use crate::config::Config;
+
+    #[test]
+    fn an_empty_token_from_the_environment_is_refused_on_the_section() {
+        let http = HttpConfig {
+            token: Some(String::new()),
+            ..HttpConfig::default()
+        };
+        let text = "[nats]\nreplicas = 1\n[agent.http]\nlisten = \"127.0.0.1:9880\"\n";
+        let err = http.check().unwrap_err().render(text);
+        assert_eq!(
+            err.lines().next(),
+            Some("line 3, column 1: [agent.http] token: SLUICE_HTTP_TOKEN is set but empty")
+        );
+    }
 
     #[test]
     fn the_section_enables_its_defaults() {

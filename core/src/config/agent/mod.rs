@@ -2,25 +2,42 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::AdminConfig;
+use super::locate::{Issue, Step};
+use super::values::{at_least, at_most};
 
 mod files;
 mod http;
 mod syslog;
 
 pub use files::{FileSourceConfig, MultilineConfig, ReadFrom};
-pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig};
+pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, MAX_METADATA_BYTES};
 pub use syslog::{DEFAULT_SYSLOG_LISTEN, SyslogConfig};
+
+/// Largest `[agent.publish] max_batch_bytes`: it keeps every NATS message
+/// under the server's default 1 MiB `max_payload`, with room for the wire
+/// overhead.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Longest line or message that can be configured (`[[agent.files]]
+/// max_line_bytes`, `[agent.syslog]` and `[agent.http]`
+/// `max_message_bytes`), for the same reason as [`MAX_BATCH_BYTES`].
+pub const MAX_LINE_BYTES: usize = 512 * 1024;
+
+/// Smallest `[agent.spool] max_bytes`: a few of the largest possible
+/// entries must fit.
+pub const MIN_SPOOL_BYTES: u64 = 4 << 20;
 
 /// `[agent]`: the per-host agent.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The agent's identity, part of every batch's `Nats-Msg-Id`; must be
-    /// unique per host and stable across restarts. Default: the host name.
-    #[serde(default)]
+    /// unique per host and stable across restarts, without whitespace or
+    /// `:`. Default: the host name.
+    #[serde(default, deserialize_with = "agent_id")]
     pub id: Option<String>,
     /// The `host` of every record. Default: the host name.
     #[serde(default)]
@@ -55,6 +72,18 @@ pub struct AgentConfig {
     /// which it notices another running agent with the same `id`.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+}
+
+/// A non-empty id without whitespace or `:`, which separate the parts of
+/// a `Nats-Msg-Id`.
+fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(d)?;
+    if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ':') {
+        return Err(serde::de::Error::custom(format!(
+            "{id:?} must be non-empty, without whitespace or ':'"
+        )));
+    }
+    Ok(Some(id))
 }
 
 fn default_heartbeat_secs() -> u64 {
@@ -98,14 +127,34 @@ impl AgentConfig {
             http.apply_env();
         }
     }
+
+    /// Checks the values of a section that must fit together.
+    pub(super) fn check(&self) -> Result<(), Issue> {
+        if let Some(syslog) = &self.syslog {
+            syslog.check()?;
+        }
+        if let Some(http) = &self.http {
+            http.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// The path of `key` in `[agent.<section>]`.
+fn key_of(section: &'static str, key: &'static str) -> [Step<'static>; 3] {
+    [Step::Key("agent"), Step::Key(section), Step::Key(key)]
 }
 
 /// `[agent.spool]`: the crash-safe disk buffer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolConfig {
-    /// Total size cap; sources wait while the spool is full.
-    #[serde(default = "default_spool_max_bytes")]
+    /// Total size cap; sources wait while the spool is full. At least
+    /// [`MIN_SPOOL_BYTES`].
+    #[serde(
+        default = "default_spool_max_bytes",
+        deserialize_with = "spool_max_bytes"
+    )]
     pub max_bytes: u64,
     /// Size at which a new segment file is started.
     #[serde(default = "default_segment_bytes")]
@@ -116,6 +165,9 @@ pub struct SpoolConfig {
     pub fsync_interval_ms: u64,
 }
 
+fn spool_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    at_least(d, MIN_SPOOL_BYTES)
+}
 fn default_spool_max_bytes() -> u64 {
     1 << 30
 }
@@ -140,8 +192,12 @@ impl Default for SpoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishConfig {
-    /// Raw bytes of records per batch, at most (one app, one level).
-    #[serde(default = "default_max_batch_bytes")]
+    /// Raw bytes of records per batch, at most (one app, one level); at
+    /// most [`MAX_BATCH_BYTES`].
+    #[serde(
+        default = "default_max_batch_bytes",
+        deserialize_with = "max_batch_bytes"
+    )]
     pub max_batch_bytes: usize,
     /// Records per batch, at most.
     #[serde(default = "default_max_batch_records")]
@@ -154,6 +210,9 @@ pub struct PublishConfig {
     pub max_backoff_ms: u64,
 }
 
+fn max_batch_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    at_most(d, MAX_BATCH_BYTES)
+}
 fn default_max_batch_bytes() -> usize {
     128 * 1024
 }

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use super::default_max_connections;
+use super::{MAX_LINE_BYTES, default_max_connections, key_of};
 use crate::config::Name;
+use crate::config::locate::Issue;
+use crate::config::values::between;
 
 /// `[agent.syslog]`: a syslog endpoint for rsyslog, syslog-ng, `logger` and
 /// network devices. RFC 3164 and RFC 5424 are recognised per message; TCP
@@ -54,10 +56,14 @@ pub struct SyslogConfig {
     pub service: Name,
     /// Time zone of RFC 3164 timestamps, which carry none: `local`, `UTC`
     /// or an offset such as `+02:00`.
-    #[serde(default = "default_syslog_timezone")]
+    #[serde(default = "default_syslog_timezone", deserialize_with = "timezone")]
     pub timezone: String,
     /// Longest message kept whole; longer ones are truncated and flagged.
-    #[serde(default = "default_syslog_max_message_bytes")]
+    /// From 1 to [`MAX_LINE_BYTES`].
+    #[serde(
+        default = "default_syslog_max_message_bytes",
+        deserialize_with = "max_message_bytes"
+    )]
     pub max_message_bytes: usize,
     /// TCP and TLS connections open at once, at most; more are refused.
     #[serde(default = "default_max_connections")]
@@ -81,6 +87,44 @@ fn default_syslog_service() -> Name {
 }
 fn default_syslog_timezone() -> String {
     "local".into()
+}
+/// A time zone the agent's syslog parser reads: `local`, `utc` or `z` in
+/// any case, or an offset `±HH:MM`, `±HHMM` or `±HH` of less than a day.
+fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if !is_timezone(&s) {
+        return Err(serde::de::Error::custom(format!(
+            "invalid time zone {s:?}: expected \"local\", \"utc\" or an offset such as \"+02:00\" or \"-0530\""
+        )));
+    }
+    Ok(s)
+}
+
+fn is_timezone(s: &str) -> bool {
+    let t = s.trim();
+    if ["local", "utc", "z"]
+        .iter()
+        .any(|z| t.eq_ignore_ascii_case(z))
+    {
+        return true;
+    }
+    let number = |d: &[u8], max: u8| match d {
+        [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => (a - b'0') * 10 + (b - b'0') <= max,
+        _ => false,
+    };
+    match t.as_bytes() {
+        [b'+' | b'-', rest @ ..] => match rest {
+            [h @ .., b':', m1, m2] if h.len() == 2 => number(h, 23) && number(&[*m1, *m2], 59),
+            [h1, h2, m1, m2] => number(&[*h1, *h2], 23) && number(&[*m1, *m2], 59),
+            [h1, h2] => number(&[*h1, *h2], 23),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn max_message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    between(d, 1, MAX_LINE_BYTES)
 }
 fn default_syslog_max_message_bytes() -> usize {
     64 * 1024
@@ -124,14 +168,51 @@ impl SyslogConfig {
             self.tcp = listen;
         }
     }
+
+    /// Checks the values that must fit together.
+    pub(super) fn check(&self) -> Result<(), Issue> {
+        if self.tls.is_some() && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
+            return Err(Issue::at(
+                &key_of("syslog", "tls"),
+                "a tls listener needs tls_cert_file and tls_key_file",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
-    use super::DEFAULT_SYSLOG_LISTEN;
+    use super::{DEFAULT_SYSLOG_LISTEN, is_timezone};
     use crate::config::Config;
+
+    #[test]
+    fn time_zones_are_those_the_agent_reads() {
+        for zone in [
+            "local", "LOCAL", "utc", "UTC", "z", "Z", " utc ", "+02:00", "-05:30", "+0200",
+            "-0530", "+02", "+00", "-23:59",
+        ] {
+            assert!(is_timezone(zone), "{zone:?}");
+        }
+        for zone in [
+            "",
+            "GMT",
+            "Mars/Olympus",
+            "02:00",
+            "+2",
+            "+2:00",
+            "+02:0",
+            "+020",
+            "+24:00",
+            "+02:60",
+            "+02:00:00",
+            "+02-00",
+        ] {
+            assert!(!is_timezone(zone), "{zone:?}");
+        }
+    }
 
     #[test]
     fn the_section_enables_its_defaults() {
