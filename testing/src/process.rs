@@ -5,34 +5,81 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// The path of binary `bin` of workspace package `package`, built (or
-/// found up to date) with the profile the tests were built with.
+/// The path of binary `bin` of workspace package `package`, as the last
+/// cargo build of the workspace left it in the tests' profile directory.
 ///
 /// For the tests of a crate that does not own the binary: cargo gives
-/// `CARGO_BIN_EXE_<name>` only to the owner's own tests. Built once per
-/// test process; an up-to-date binary costs a cargo no-op. A failed build
-/// fails the test with cargo's message.
+/// `CARGO_BIN_EXE_<name>` only to the owner's own tests. The test command
+/// (`dev/test`) runs `cargo build --workspace --bins` first. Building from
+/// here instead would resolve features differently from the test build
+/// (dev-dependencies unify features under `cargo test`), so every test
+/// process would rebuild the workspace and overwrite the binary under the
+/// others. A missing binary, or one older than any source file of the
+/// workspace, fails the test with the command that fixes it.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, path)) = built.iter().find(|(name, _)| name == bin) {
-        return path.clone();
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // A test executable lives in <target>/<profile>/deps/.
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("{} is not in a cargo target directory", exe.display()));
+    let path = profile_dir.join(bin);
+    let hint = "run `cargo build --workspace --bins` (./dev/test does) before the tests";
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{bin} of {package} is not built at {}: {e}; {hint}",
+                path.display()
+            )
+        });
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    if let Some((newer, _)) = newest_source(&root).filter(|(_, t)| *t > built) {
+        panic!(
+            "{} is older than {}; {hint}",
+            path.display(),
+            newer.display()
+        );
     }
-    // No `--target`: the binary lands where `cargo build` puts it (and where
-    // dev/test built it already), not in a second, per-triple target tree.
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let run = escargot::CargoBuild::new()
-        .manifest_path(manifest)
-        .package(package)
-        .bin(bin)
-        .current_release()
-        .run()
-        .unwrap_or_else(|e| panic!("cannot build {bin} of {package}: {e}"));
-    let path = run.path().to_path_buf();
-    built.push((bin.to_string(), path.clone()));
     path
+}
+
+/// The most recently modified `.rs`, `Cargo.toml` or `Cargo.lock` under
+/// `dir` that a binary can be built from: target, test, bench and hidden
+/// directories are skipped.
+fn newest_source(dir: &std::path::Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                let skipped = ["target", "fuzz", "tests", "testing", "benches"];
+                if !name.starts_with('.') && !skipped.contains(&name.as_ref()) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !(name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock") {
+                continue;
+            }
+            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            if newest.as_ref().is_none_or(|(_, t)| modified > *t) {
+                newest = Some((path, modified));
+            }
+        }
+    }
+    newest
 }
 
 /// Finds a binary on `PATH` (and in the usual sbin directories, where Debian
