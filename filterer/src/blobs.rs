@@ -19,7 +19,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use rand::Rng;
+use sluice_core::backoff::Backoff;
 use sluice_core::index::{BlobIndex, IndexBuilder};
 use sluice_core::layout::{BlobKind, Partition, blob_name, index_name};
 use sluice_core::record::now_nanos;
@@ -103,12 +103,13 @@ pub async fn put_retrying(
                 } else {
                     tracing::warn!(object_key = %key, error = %err, attempt, "object store write failed, retrying");
                 }
-                let base = if permanent { 5_000 } else { 200 };
-                let cap = if permanent { 30_000 } else { 10_000 };
-                let delay = (base as u64).saturating_mul(1 << attempt.min(8)).min(cap);
-                let jittered = rand::rng().random_range(delay / 2..=delay);
+                let backoff = if permanent {
+                    Backoff::new(Duration::from_secs(5), Duration::from_secs(30))
+                } else {
+                    Backoff::new(Duration::from_millis(200), Duration::from_secs(10))
+                };
+                let until = Instant::now() + backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
-                let until = Instant::now() + Duration::from_millis(jittered);
                 while Instant::now() < until {
                     if stop.load(Ordering::Relaxed) {
                         return false;

@@ -41,6 +41,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
+use sluice_core::backoff::Backoff;
 use sluice_core::config::Config;
 use sluice_core::deadletter;
 use sluice_core::layout::{BlobKind, Partition};
@@ -86,19 +87,21 @@ enum Event {
     DeadLetter(u64, Misfiled),
 }
 
+/// Checks what parsing the configuration cannot: the store URL and its
+/// settings (without touching the store). Every value check, with its
+/// line, is made while the file is parsed.
+pub fn validate(config: &Config) -> Result<(), RoleError> {
+    sluice_core::store::check(&config.store).map_err(|e| RoleError::Store(e.to_string()))
+}
+
 /// Runs the filterer until `shutdown` completes, then stops pulling,
 /// stores what it holds and acknowledges it.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), FiltererError> {
+    validate(&config)?;
     let fcfg = config.filterer.clone();
-    if fcfg.max_blob_bytes < 1024 || fcfg.flush_interval_secs == 0 {
-        return Err(RoleError::Config(
-            "[filterer] max_blob_bytes must be at least 1024 and flush_interval_secs at least 1"
-                .into(),
-        ));
-    }
     let store =
         sluice_core::store::open(&config.store).map_err(|e| RoleError::Store(e.to_string()))?;
     let mut registry = Registry::default();
@@ -492,15 +495,20 @@ async fn flush_loop(
 
 async fn mark_dirty(dirty: &kv::Store, partition: &Partition) {
     let value = Bytes::from(now_nanos().to_string());
+    let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     for attempt in 0..5u32 {
         match dirty.put(partition.kv_key(), value.clone()).await {
             Ok(_) => return,
             Err(err) => {
                 tracing::warn!(partition = %partition.prefix(), error = %err, attempt, "cannot mark partition for compaction, retrying");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                tokio::time::sleep(backoff.delay(attempt)).await;
             }
         }
     }
+    tracing::error!(
+        partition = %partition.prefix(),
+        "gave up marking the partition for compaction; it is compacted when it is next written to"
+    );
 }
 
 struct Held {

@@ -26,7 +26,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rand::Rng;
+use sluice_core::backoff::Backoff;
 use sluice_core::codec::{msg_id, subject};
 use sluice_core::names;
 use sluice_core::record::now_nanos;
@@ -93,12 +93,10 @@ struct Job {
 type Outcome = (Job, Result<bool, String>);
 type JobFuture = Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>;
 
-fn backoff(attempt: u32, max: Duration) -> Duration {
-    let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(16));
-    let capped = base.min(max);
-    // Full jitter on the upper half spreads agents retrying after an outage.
-    let factor = rand::rng().random_range(0.5..=1.0);
-    capped.mul_f64(factor)
+/// Retries of one batch: from 100 ms doubling up to `[agent.publish]
+/// max_backoff_ms`, jittered so agents retrying after an outage spread out.
+fn backoff(max: Duration) -> Backoff {
+    Backoff::new(Duration::from_millis(100), max)
 }
 
 fn publish(js: jetstream::Context, job: Job, delay: Duration) -> JobFuture {
@@ -258,7 +256,7 @@ pub async fn run(
                             continue;
                         }
                         metrics.publish_retries.inc();
-                        let delay = backoff(job.attempt, opts.max_backoff);
+                        let delay = backoff(opts.max_backoff).delay(job.attempt);
                         job.attempt = job.attempt.saturating_add(1);
                         in_flight.push(publish(js.clone(), job, delay));
                     }
@@ -315,11 +313,11 @@ mod tests {
     fn backoff_is_capped_and_jittered() {
         let max = Duration::from_secs(5);
         for attempt in 0..40 {
-            let d = backoff(attempt, max);
+            let d = backoff(max).delay(attempt);
             assert!(d <= max, "{d:?}");
             assert!(d >= Duration::from_millis(50), "{d:?}");
         }
-        assert!(backoff(0, max) <= Duration::from_millis(100));
+        assert!(backoff(max).delay(0) <= Duration::from_millis(100));
     }
 
     #[test]
