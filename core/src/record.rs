@@ -150,7 +150,7 @@ impl<'de> Deserialize<'de> for Level {
     }
 }
 
-/// One log record. Field meanings are in DESIGN.md; `ts` is nanoseconds since
+/// One log record. Field meanings are in the README ("The record"); `ts` is nanoseconds since
 /// the Unix epoch, UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
