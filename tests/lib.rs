@@ -7,6 +7,8 @@
 //! | `filterer.rs` | `LOGS` → `sluice filterer` → S3 blobs and sidecars, read back by DuckDB; kill -9, store outages, two filterers, dead letters |
 //! | `alerts.rs` | `sluice alerter` and `sluice alerts` (silences) against a webhook receiver |
 //! | `up.rs` | `sluice up`: every role on one machine, from a log line to a stored blob |
+//! | `lifecycle.rs` | every role on the role runtime: SIGTERM while NATS is away, a taken admin port |
+//! | `check.rs` | `sluice check` and `sluice-agent check`: a bad value in every section, with file and line |
 
 use std::path::PathBuf;
 

@@ -56,9 +56,11 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
         .unwrap();
     // Stopped by PID even when an assertion fails first.
     let mut child = KillOnDrop(child);
-    wait_until(Duration::from_secs(30), "sluice up to serve", || {
-        TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    // The banner comes once every role has bound its ports.
+    wait_until(Duration::from_secs(30), "sluice up's banner", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("press ctrl-c to stop"))
     });
+    assert!(TcpStream::connect(("127.0.0.1", admin_port)).is_ok());
     let printed = std::fs::read_to_string(&out).unwrap();
     assert!(printed.contains("sluice is up"), "{printed}");
     assert!(

@@ -15,7 +15,7 @@
 //! The code follows the picture: [`sources`] holds the three sources and the
 //! channel they share, [`pipeline`] the writer, the spool and the publisher.
 //!
-//! The invariants (DESIGN.md, "Agent invariants") and where they are kept:
+//! The invariants (docs/architecture.md, "Where the guarantees are kept") and where they are kept:
 //! 1. A file's durable read position is never ahead of the spool: positions
 //!    are only stored inside spool entries and the checkpoint
 //!    ([`pipeline::entry`], `pipeline::writer`).
@@ -46,6 +46,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use sluice_core::config::{Config, host_name};
 use sluice_core::record::now_nanos;
+use sluice_core::role::{Role, RoleError, RoleSpec, retry_until};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::AgentMetrics;
@@ -59,83 +60,48 @@ use crate::sources::{http, syslog};
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// What every role can fail with: a setting, a port, NATS settings, a
+    /// thread.
+    #[error(transparent)]
+    Role(#[from] RoleError),
     /// The spool could not be opened.
     #[error("cannot open the spool: {0}")]
     Spool(#[from] pipeline::spool::SpoolError),
-    /// The admin endpoint could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A thread could not be started.
-    #[error("cannot start a thread: {0}")]
-    Thread(std::io::Error),
 }
 
-/// The batch-size ceiling that keeps every NATS message under the server's
-/// default 1 MiB `max_payload`, with room for the wire overhead.
-const MAX_BATCH_BYTES_LIMIT: usize = 256 * 1024;
-/// Longest line that can be configured, for the same reason.
-pub(crate) const MAX_LINE_BYTES_LIMIT: usize = 512 * 1024;
+impl AgentError {
+    /// An unusable setting.
+    pub(crate) fn config(message: impl Into<String>) -> AgentError {
+        AgentError::Role(RoleError::Config(message.into()))
+    }
 
-/// Smallest spool: a few of the largest possible entries must fit.
-const MIN_SPOOL_BYTES: u64 = 4 << 20;
+    /// A port that cannot be listened on.
+    pub(crate) fn listen(addr: std::net::SocketAddr, source: std::io::Error) -> AgentError {
+        AgentError::Role(RoleError::Listen { addr, source })
+    }
 
-/// Checks what the schema cannot: values whose combination matters.
+    fn thread(source: std::io::Error) -> AgentError {
+        AgentError::Role(RoleError::Thread(source))
+    }
+}
+
+/// This role's name.
+pub const ROLE: &str = "agent";
+
+/// Checks what parsing the configuration cannot: the file sources' globs
+/// compile. (Every value check, with its line, is made while the file is
+/// parsed; see `sluice_core::config`.)
 pub fn validate(config: &Config) -> Result<(), AgentError> {
-    let agent = &config.agent;
-    if agent.publish.max_batch_bytes > MAX_BATCH_BYTES_LIMIT {
-        return Err(AgentError::Config(format!(
-            "[agent.publish] max_batch_bytes = {} is over the limit of {MAX_BATCH_BYTES_LIMIT}",
-            agent.publish.max_batch_bytes
-        )));
-    }
-    if agent.spool.max_bytes < MIN_SPOOL_BYTES {
-        return Err(AgentError::Config(format!(
-            "[agent.spool] max_bytes = {} is under the minimum of {MIN_SPOOL_BYTES}",
-            agent.spool.max_bytes
-        )));
-    }
-    for (i, f) in agent.files.iter().enumerate() {
-        if f.max_line_bytes > MAX_LINE_BYTES_LIMIT || f.max_line_bytes == 0 {
-            return Err(AgentError::Config(format!(
-                "[[agent.files]] #{}: max_line_bytes = {} must be between 1 and {MAX_LINE_BYTES_LIMIT}",
-                i + 1,
-                f.max_line_bytes
-            )));
-        }
-        if f.include.is_empty() {
-            return Err(AgentError::Config(format!(
-                "[[agent.files]] #{}: include lists no pattern",
-                i + 1
-            )));
-        }
+    for (i, f) in config.agent.files.iter().enumerate() {
         Source::new(f)
-            .map_err(|e| AgentError::Config(format!("[[agent.files]] #{}: {e}", i + 1)))?;
-    }
-    if let Some(syslog) = &agent.syslog {
-        syslog::validate(syslog).map_err(|e| AgentError::Config(format!("[agent.syslog] {e}")))?;
-    }
-    if let Some(http) = &agent.http {
-        http::validate(http).map_err(|e| AgentError::Config(format!("[agent.http] {e}")))?;
-    }
-    if let Some(id) = &agent.id
-        && (id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == ':'))
-    {
-        return Err(AgentError::Config(format!(
-            "[agent] id = {id:?} must be non-empty without spaces or ':'"
-        )));
+            .map_err(|e| AgentError::config(format!("[[agent.files]] #{}: {e}", i + 1)))?;
     }
     Ok(())
 }
 
-/// The agent id in use: configured, else the host name.
+/// The agent id in use: configured, else the host name. It is part of
+/// every message id, so unlike a tier role's instance id it is kept as
+/// configured (the configuration refuses spaces and `:`).
 pub fn agent_id(config: &Config) -> String {
     config
         .agent
@@ -146,6 +112,10 @@ pub fn agent_id(config: &Config) -> String {
 
 /// Runs the agent until `shutdown` completes: stops reading, writes what was
 /// read into the spool, gives in-flight publishes a moment, and returns.
+///
+/// On the role runtime: the admin endpoint is bound first; `/ready` answers
+/// once the spool is recovered and every source is open (the agent does
+/// not wait for NATS: it spools meanwhile).
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -157,12 +127,58 @@ pub async fn run(
 
     let mut registry = Registry::default();
     let metrics = AgentMetrics::register(&mut registry);
+    let progress = Progress::new();
+    let spec = RoleSpec {
+        name: ROLE,
+        instance: id.clone(),
+        admin: agent.admin.listen,
+    };
+    let role = Role::start(spec, registry, shutdown).await?;
+    let started = start(&config, &role, &metrics, &progress, host).await;
+    let running = match started {
+        Ok(r) => r,
+        Err(err) => {
+            role.finish().await;
+            return Err(err);
+        }
+    };
+    role.set_ready();
+    role.stopping().await;
+    running.stop(&role).await;
+    role.finish().await;
+    Ok(())
+}
+
+/// What [`run`] stops, in order.
+struct Running {
+    spool: Arc<Spool>,
+    net_stop: watch::Sender<bool>,
+    net_tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop_reading: Arc<AtomicBool>,
+    stop_writer: Arc<AtomicBool>,
+    tailer_thread: std::thread::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<Positions>,
+    stop_publishing: watch::Sender<bool>,
+    publisher: tokio::task::JoinHandle<()>,
+}
+
+/// Recovers the spool, starts the threads, the publisher and the sources.
+async fn start(
+    config: &Config,
+    role: &Role,
+    metrics: &AgentMetrics,
+    progress: &Arc<Progress>,
+    host: Arc<str>,
+) -> Result<Running, AgentError> {
+    let agent = &config.agent;
+    let id = role.instance().to_string();
+    let metrics = metrics.clone();
 
     // Spool and recovery.
     let spool_dir: PathBuf = agent.data_dir.join("spool");
     let first_start = !spool_dir.exists();
     std::fs::create_dir_all(&agent.data_dir).map_err(|e| {
-        AgentError::Config(format!(
+        AgentError::config(format!(
             "cannot create data_dir {}: {e}",
             agent.data_dir.display()
         ))
@@ -207,7 +223,7 @@ pub async fn run(
         .iter()
         .map(Source::new)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AgentError::Config(e.to_string()))?;
+        .map_err(|e| AgentError::config(e.to_string()))?;
     let mut topts = TailerOptions::new(sources);
     topts.first_start = first_start;
     topts.max_open_files = agent.limits.max_open_files;
@@ -230,7 +246,7 @@ pub async fn run(
     let tailer_thread = std::thread::Builder::new()
         .name("sluice-tail".into())
         .spawn(move || tailer.run(tailer_stop))
-        .map_err(AgentError::Thread)?;
+        .map_err(AgentError::thread)?;
     let writer_thread = {
         let spool = spool.clone();
         let metrics = metrics.clone();
@@ -239,44 +255,31 @@ pub async fn run(
         std::thread::Builder::new()
             .name("sluice-spool".into())
             .spawn(move || writer::run(spool, rx, positions, wopts, metrics, wake, stop))
-            .map_err(AgentError::Thread)?
+            .map_err(AgentError::thread)?
     };
 
     // NATS: connecting never blocks start-up; the stream is ensured in the
     // background and publishes retry until it exists.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let progress = Progress::new();
-    let client = sluice_core::nats::connect(&config.nats, &format!("sluice-agent {id}"))
-        .await
-        .map_err(|e| AgentError::Config(e.to_string()))?;
+    let (stop_publishing, stop_rx) = watch::channel(false);
+    let client = role.connect(&config.nats).await?;
     let js = async_nats::jetstream::ContextBuilder::new()
         .timeout(Duration::from_millis(config.nats.ack_timeout_ms.max(100)))
         .build(client.clone());
-    let ensure = {
-        let js = js.clone();
-        let nats = config.nats.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match sluice_core::nats::ensure_stream(&js, &nats).await {
-                    Ok(_) => {
-                        tracing::info!(stream = %nats.stream, "stream ready");
-                        return;
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot set up the stream yet, spooling meanwhile");
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
+    {
+        let (js, nats, stop) = (js.clone(), config.nats.clone(), role.token());
+        role.spawn(async move {
+            let ready = retry_until(&stop, ROLE, "the stream", || async {
+                sluice_core::nats::ensure_stream(&js, &nats)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            if ready.is_some() {
+                tracing::info!(stream = %nats.stream, "stream ready");
             }
-        })
-    };
-    let heartbeat = tokio::spawn(presence::run(
+        });
+    }
+    role.spawn(presence::run(
         js.clone(),
         config.nats.replicas,
         id.clone(),
@@ -288,9 +291,9 @@ pub async fn run(
         },
         Duration::from_secs(agent.heartbeat_secs.max(1)),
         metrics.clone(),
-        stop_rx.clone(),
+        role.token(),
     ));
-    let publisher = tokio::spawn(publisher::run(
+    let publisher = role.spawn(publisher::run(
         spool.clone(),
         js,
         PublisherOptions {
@@ -306,7 +309,7 @@ pub async fn run(
 
     // Network sources. They stop first at shutdown, while the writer still
     // runs, so every request answered was spooled.
-    let (net_stop_tx, net_stop) = watch::channel(false);
+    let (net_stop, net_stop_rx) = watch::channel(false);
     let mut net_tasks = Vec::new();
     if let Some(syslog) = &agent.syslog {
         net_tasks.extend(
@@ -315,7 +318,7 @@ pub async fn run(
                 net_tx.clone(),
                 spool.clone(),
                 metrics.clone(),
-                net_stop.clone(),
+                net_stop_rx.clone(),
             )
             .await?,
         );
@@ -327,26 +330,19 @@ pub async fn run(
                 net_tx.clone(),
                 spool.clone(),
                 metrics.clone(),
-                net_stop.clone(),
+                net_stop_rx.clone(),
             )
             .await?,
         );
     }
     drop(net_tx);
 
-    // Admin endpoint.
-    let listener = tokio::net::TcpListener::bind(agent.admin.listen)
-        .await
-        .map_err(|source| AgentError::Listen {
-            addr: agent.admin.listen,
-            source,
-        })?;
+    // Health: stalled when nothing was acked this long while data waits.
     let stall = agent.admin.stall_secs as f64;
-    let health = {
+    {
         let progress = progress.clone();
         let spool = spool.clone();
-        let client = client.clone();
-        Arc::new(move || {
+        role.health(Arc::new(move || {
             let stalled = progress.stalled_secs(now_nanos());
             if stalled >= stall && spool.unacked() > 0 {
                 let state = client.connection_state();
@@ -356,28 +352,15 @@ pub async fn run(
                 ));
             }
             Ok(())
-        })
-    };
-    let admin = {
-        let mut stop = stop_rx.clone();
-        let registry = Arc::new(registry);
-        let served = sluice_core::admin::Admin {
-            registry,
-            health,
-            ready: Arc::new(|| Ok(())),
-        };
-        tokio::spawn(sluice_core::admin::serve(listener, served, async move {
-            let _ = stop.changed().await;
-        }))
-    };
-    tracing::info!(admin = %agent.admin.listen, nats = %config.nats.url_or_default(), "agent running");
+        }));
+    }
 
     // Gauges that are cheaper to sample than to update on every change.
-    let sampler = {
+    {
         let spool = spool.clone();
         let metrics = metrics.clone();
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        role.spawn(async move {
             loop {
                 metrics.spool_bytes.set(spool.used_bytes() as i64);
                 metrics.spool_unacked_entries.set(spool.unacked() as i64);
@@ -386,40 +369,55 @@ pub async fn run(
                     _ = stop.changed() => return,
                 }
             }
-        })
-    };
+        });
+    }
+    tracing::info!(nats = %config.nats.url_or_default(), "shipping to NATS");
+    Ok(Running {
+        spool,
+        net_stop,
+        net_tasks,
+        stop_reading,
+        stop_writer,
+        tailer_thread,
+        writer_thread,
+        stop_publishing,
+        publisher,
+    })
+}
 
-    shutdown.await;
-    tracing::info!("shutting down: no more reading, finishing spool writes");
-    let _ = net_stop_tx.send(true);
-    for task in net_tasks {
-        let _ = task.await;
-    }
-    stop_reading.store(true, Ordering::Relaxed);
-    // The writer drains what the tailer sent, then exits when the tailer's
-    // side of the channel closes. If the spool is full it would wait forever.
-    let joined = tokio::task::spawn_blocking(move || {
-        let _ = tailer_thread.join();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !writer_thread.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+impl Running {
+    /// Stops reading, writes what was read into the spool, gives in-flight
+    /// publishes a moment, and records the final acks.
+    async fn stop(self, role: &Role) {
+        tracing::info!("shutting down: no more reading, finishing spool writes");
+        let _ = self.net_stop.send(true);
+        for task in self.net_tasks {
+            let _ = task.await;
         }
-        stop_writer.store(true, Ordering::Relaxed);
-        writer_thread.join().ok()
-    });
-    let final_positions = joined.await.ok().flatten();
-    let _ = stop_tx.send(true);
-    let _ = publisher.await;
-    let _ = ensure.await;
-    let _ = heartbeat.await;
-    let _ = sampler.await;
-    let _ = admin.await;
-    // Record the final acks so a restart does not resend them.
-    if let Some(positions) = final_positions
-        && let Err(err) = spool.release(&positions.encode())
-    {
-        tracing::warn!(error = %err, "final spool release failed");
+        self.stop_reading.store(true, Ordering::Relaxed);
+        // The writer drains what the tailer sent, then exits when the
+        // tailer's side of the channel closes. If the spool is full it would
+        // wait forever.
+        let (tailer_thread, writer_thread, stop_writer) =
+            (self.tailer_thread, self.writer_thread, self.stop_writer);
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = tailer_thread.join();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !writer_thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stop_writer.store(true, Ordering::Relaxed);
+            writer_thread.join().ok()
+        });
+        let final_positions = joined.await.ok().flatten();
+        let _ = self.stop_publishing.send(true);
+        let _ = self.publisher.await;
+        debug_assert!(role.is_stopping());
+        // Record the final acks so a restart does not resend them.
+        if let Some(positions) = final_positions
+            && let Err(err) = self.spool.release(&positions.encode())
+        {
+            tracing::warn!(error = %err, "final spool release failed");
+        }
     }
-    tracing::info!("agent stopped");
-    Ok(())
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AgentMetrics;
 
@@ -76,7 +76,9 @@ pub fn conflict(
     (revision != own && beat.incarnation != own_incarnation).then_some(beat)
 }
 
-/// Writes the heartbeat every `every` until `stop` turns true.
+/// Writes the heartbeat every `every` until `stop` is cancelled; a KV call
+/// in flight is abandoned then, so an unreachable server never holds up
+/// shutdown.
 pub async fn run(
     js: jetstream::Context,
     replicas: usize,
@@ -84,7 +86,21 @@ pub async fn run(
     beat: Heartbeat,
     every: Duration,
     metrics: AgentMetrics,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        _ = beat_forever(js, replicas, agent_id, beat, every, metrics) => {}
+        _ = stop.cancelled() => {}
+    }
+}
+
+async fn beat_forever(
+    js: jetstream::Context,
+    replicas: usize,
+    agent_id: String,
+    beat: Heartbeat,
+    every: Duration,
+    metrics: AgentMetrics,
 ) {
     let key = key(&agent_id);
     let mut bucket: Option<kv::Store> = None;
@@ -135,10 +151,7 @@ pub async fn run(
             }
         }
         let jitter = rand::rng().random_range(0.9..=1.1);
-        tokio::select! {
-            _ = tokio::time::sleep(every.mul_f64(jitter)) => {}
-            _ = stop.changed() => return,
-        }
+        tokio::time::sleep(every.mul_f64(jitter)).await;
     }
 }
 

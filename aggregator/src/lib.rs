@@ -131,6 +131,15 @@ async fn setup(
     Ok((consumers, groups, counts, claims))
 }
 
+/// Checks what parsing the configuration cannot: the receivers can be
+/// built. Every value check, with its line, is made while the file is
+/// parsed.
+pub fn validate(config: &Config) -> Result<(), RoleError> {
+    Deliverer::from_config(config)
+        .map(|_| ())
+        .map_err(RoleError::Config)
+}
+
 /// Runs the aggregator until `shutdown` completes, then writes what it
 /// holds and acknowledges it.
 pub async fn run(

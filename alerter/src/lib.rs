@@ -117,6 +117,15 @@ pub async fn open_buckets(
     Ok((groups, claims, silences))
 }
 
+/// Checks what parsing the configuration cannot: the receivers can be
+/// built. Every value check, with its line, is made while the file is
+/// parsed.
+pub fn validate(config: &Config) -> Result<(), RoleError> {
+    Deliverer::from_config(config)
+        .map(|_| ())
+        .map_err(RoleError::Config)
+}
+
 /// Runs the alerter until `shutdown` completes.
 pub async fn run(
     config: Config,

@@ -166,11 +166,21 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("error: {err}");
         ExitCode::from(2)
     })?;
-    if let Err(err) = sluice_agent::validate(&config) {
+    if let Err(err) = validate(&config) {
         eprintln!("error: {}: {err}", path.display());
         return Err(ExitCode::from(2));
     }
     Ok(config)
+}
+
+/// Every role's own checks (what parsing cannot check: globs compile, the
+/// store URL, receivers), whichever role the file is for.
+fn validate(config: &Config) -> anyhow::Result<()> {
+    sluice_agent::validate(config)?;
+    sluice_filterer::validate(config)?;
+    sluice_aggregator::validate(config)?;
+    sluice_alerter::validate(config)?;
+    Ok(())
 }
 
 fn check(path: &Path) -> ExitCode {
@@ -332,7 +342,144 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         config.aggregator.default_receiver = Some("log".into());
         config.alerter.system_receiver = Some("log".into());
     }
-    sluice_agent::validate(&config)?;
+    validate(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // One signal stops every role; a role that fails stops the others.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let roles: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = vec![
+            ("agent", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_agent::run(c, s).await?) })
+            }),
+            ("filterer", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_filterer::run(c, s).await?) })
+            }),
+            ("aggregator", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_aggregator::run(c, s).await?) })
+            }),
+            ("alerter", {
+                let (c, s) = (config.clone(), stopped());
+                tokio::spawn(async move { Ok(sluice_alerter::run(c, s).await?) })
+            }),
+        ];
+        let (names, mut handles): (Vec<&str>, Vec<_>) = roles.into_iter().unzip();
+        // The banner once every role has bound its ports; the signal, or
+        // any role ending on its own, stops them all.
+        let first = {
+            let any_ended = futures::future::select_all(handles.iter_mut());
+            tokio::pin!(any_ended);
+            let bound = tokio::select! {
+                b = ports_bound(&config) => Some(b),
+                _ = sluice_core::shutdown::signal() => None,
+                (r, i, _) = &mut any_ended => {
+                    return stop_all(stop_tx, names, handles, Some((i, flatten(r)))).await;
+                }
+            };
+            match bound {
+                Some(Ok(())) => {
+                    banner(&config);
+                    tokio::select! {
+                        _ = sluice_core::shutdown::signal() => None,
+                        (r, i, _) = any_ended => Some((i, flatten(r))),
+                    }
+                }
+                Some(Err(port)) => {
+                    let err = anyhow::anyhow!("{port} is not listening after 30s");
+                    Some((usize::MAX, Err(err)))
+                }
+                None => None,
+            }
+        };
+        stop_all(stop_tx, names, handles, first).await
+    })?;
+    Ok(())
+}
+
+/// Stops every role and waits for them; the first error wins. `first` is
+/// the role that ended on its own (its index and result), if any.
+async fn stop_all(
+    stop: tokio::sync::watch::Sender<bool>,
+    names: Vec<&str>,
+    handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    first: Option<(usize, anyhow::Result<()>)>,
+) -> anyhow::Result<()> {
+    let _ = stop.send(true);
+    let mut result = anyhow::Ok(());
+    if let Some((i, Err(err))) = &first {
+        let who = names.get(*i).copied().unwrap_or("sluice up");
+        result = Err(anyhow::anyhow!("{who} stopped: {err:#}"));
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        if first.as_ref().is_some_and(|(f, _)| *f == i) {
+            continue;
+        }
+        if let Err(err) = flatten(h.await)
+            && result.is_ok()
+        {
+            result = Err(anyhow::anyhow!("{} stopped: {err:#}", names[i]));
+        }
+    }
+    result
+}
+
+/// Waits until every TCP port the roles listen on accepts connections (and
+/// the syslog unix socket exists): `Err` names the first that does not
+/// within 30 s.
+async fn ports_bound(config: &Config) -> Result<(), String> {
+    let mut tcp = vec![
+        ("the agent's admin endpoint", config.agent.admin.listen),
+        (
+            "the filterer's admin endpoint",
+            config.filterer.admin.listen,
+        ),
+        (
+            "the aggregator's admin endpoint",
+            config.aggregator.admin.listen,
+        ),
+        ("the alerter's admin endpoint", config.alerter.admin.listen),
+    ];
+    if let Some(h) = &config.agent.http {
+        tcp.push(("HTTP ingestion", h.listen));
+    }
+    if let Some(s) = &config.agent.syslog {
+        tcp.extend(s.tcp.map(|a| ("syslog TCP", a)));
+        tcp.extend(s.tls.map(|a| ("syslog TLS", a)));
+    }
+    let unix = config.agent.syslog.as_ref().and_then(|s| s.unix.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for (what, addr) in tcp {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{what} ({addr})"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if let Some(path) = unix {
+        while !path.exists() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("syslog unix socket {}", path.display()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Where to look, printed once everything listens.
+fn banner(config: &Config) {
     let admin = config.agent.admin.listen;
     let nats_url = config.nats.url_or_default().to_string();
     println!("sluice is up");
@@ -381,66 +528,8 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         println!("  tailing:       {} (app {})", f.include.join(", "), f.app);
     }
     println!("press ctrl-c to stop");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        // One signal stops every role; a role that fails stops the others.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let roles: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = vec![
-            ("agent", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_agent::run(c, s).await?) })
-            }),
-            ("filterer", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_filterer::run(c, s).await?) })
-            }),
-            ("aggregator", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_aggregator::run(c, s).await?) })
-            }),
-            ("alerter", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_alerter::run(c, s).await?) })
-            }),
-        ];
-        let (names, mut handles): (Vec<&str>, Vec<_>) = roles.into_iter().unzip();
-        // Wait for the signal, or for any role to end on its own.
-        let first = {
-            let any_ended = futures::future::select_all(handles.iter_mut());
-            tokio::select! {
-                _ = sluice_core::shutdown::signal() => None,
-                (r, i, _) = any_ended => Some((i, flatten(r))),
-            }
-        };
-        let _ = stop_tx.send(true);
-        let mut result = anyhow::Ok(());
-        if let Some((i, r)) = &first
-            && let Err(err) = r
-        {
-            result = Err(anyhow::anyhow!("{} stopped: {err:#}", names[*i]));
-        }
-        for (i, h) in handles.into_iter().enumerate() {
-            if first.as_ref().is_some_and(|(f, _)| *f == i) {
-                continue;
-            }
-            if let Err(err) = flatten(h.await)
-                && result.is_ok()
-            {
-                result = Err(anyhow::anyhow!("{} stopped: {err:#}", names[i]));
-            }
-        }
-        result
-    })?;
-    Ok(())
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
 }
 
 fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

@@ -90,6 +90,36 @@ pub fn instance_id(configured: Option<&str>) -> String {
     crate::names::normalize(&id).into_owned()
 }
 
+/// [`Role::until_ready`] for a task that does not hold the role: runs
+/// `attempt` until it succeeds or `stop` is cancelled (`None`), with
+/// backoff from 0.5 s to 10 s between tries.
+pub async fn retry_until<T, Fut>(
+    stop: &CancellationToken,
+    role: &str,
+    what: &str,
+    mut attempt: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: Future<Output = Result<T, String>>,
+{
+    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    for n in 0u32.. {
+        let outcome = tokio::select! {
+            r = attempt() => r,
+            _ = stop.cancelled() => return None,
+        };
+        match outcome {
+            Ok(v) => return Some(v),
+            Err(err) => tracing::warn!(role, error = %err, "cannot set up {what} yet, retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.delay(n)) => {}
+            _ = stop.cancelled() => return None,
+        }
+    }
+    None
+}
+
 /// What a role is, for [`Role::start`].
 #[derive(Debug, Clone)]
 pub struct RoleSpec {
@@ -269,32 +299,11 @@ impl Role {
     /// role stops first. For the set-up a role needs before it can work
     /// (streams, consumers, buckets), so a role started before NATS waits
     /// for it, and stops when told even then.
-    pub async fn until_ready<T, Fut>(
-        &self,
-        what: &str,
-        mut attempt: impl FnMut() -> Fut,
-    ) -> Option<T>
+    pub async fn until_ready<T, Fut>(&self, what: &str, attempt: impl FnMut() -> Fut) -> Option<T>
     where
         Fut: Future<Output = Result<T, String>>,
     {
-        let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-        for n in 0u32.. {
-            let outcome = tokio::select! {
-                r = attempt() => r,
-                _ = self.stop.cancelled() => return None,
-            };
-            match outcome {
-                Ok(v) => return Some(v),
-                Err(err) => {
-                    tracing::warn!(role = self.name, error = %err, "cannot set up {what} yet, retrying");
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.delay(n)) => {}
-                _ = self.stop.cancelled() => return None,
-            }
-        }
-        None
+        retry_until(&self.stop, self.name, what, attempt).await
     }
 
     /// Spawns one of the role's tasks; [`Role::finish`] waits for it.

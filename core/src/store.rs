@@ -78,9 +78,13 @@ pub enum StoreError {
     },
 }
 
-/// Opens the store `cfg` describes. Nothing is contacted: a wrong endpoint,
-/// bucket or key shows up on the first request.
-pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
+/// Where a store URL points, parsed and checked without any IO.
+enum Location {
+    S3 { bucket: String, prefix: Path },
+    Local(std::path::PathBuf),
+}
+
+fn locate(cfg: &StoreConfig) -> Result<Location, StoreError> {
     let url = cfg.url.trim();
     let invalid = |reason: &str| StoreError::InvalidUrl {
         url: url.to_string(),
@@ -95,17 +99,12 @@ pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
             return Err(invalid("the bucket name has invalid characters"));
         }
         let prefix = Path::parse(prefix).map_err(|e| invalid(&format!("bad prefix: {e}")))?;
-        let inner = open_s3(cfg, bucket).map_err(|source| StoreError::Build {
-            url: url.to_string(),
-            source,
-        })?;
-        return Ok(Store {
-            inner,
+        return Ok(Location::S3 {
+            bucket: bucket.to_string(),
             prefix,
-            url: url.to_string(),
         });
     }
-    let dir = if url.starts_with("file:") {
+    if url.starts_with("file:") {
         // `file:x` would parse as `/x`; only the unambiguous form is taken.
         if !url.starts_with("file://") {
             return Err(invalid("a file url starts with file://"));
@@ -114,13 +113,46 @@ pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(invalid("a file url takes no query or fragment"));
         }
-        parsed
+        return parsed
             .to_file_path()
-            .map_err(|()| invalid("not an absolute local path"))?
-    } else if url.starts_with('/') {
-        std::path::PathBuf::from(url)
-    } else {
-        return Err(invalid("unknown scheme or relative path"));
+            .map(Location::Local)
+            .map_err(|()| invalid("not an absolute local path"));
+    }
+    if url.starts_with('/') {
+        return Ok(Location::Local(std::path::PathBuf::from(url)));
+    }
+    Err(invalid("unknown scheme or relative path"))
+}
+
+/// Checks a store configuration as [`open`] would, without touching the
+/// store or the file system: for `sluice check`.
+pub fn check(cfg: &StoreConfig) -> Result<(), StoreError> {
+    if let Location::S3 { bucket, .. } = locate(cfg)? {
+        open_s3(cfg, &bucket).map_err(|source| StoreError::Build {
+            url: cfg.url.trim().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens the store `cfg` describes. Nothing is contacted: a wrong endpoint,
+/// bucket or key shows up on the first request.
+pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
+    let url = cfg.url.trim();
+    let dir = match locate(cfg)? {
+        Location::S3 { bucket, prefix } => {
+            let inner = open_s3(cfg, &bucket).map_err(|source| StoreError::Build {
+                url: url.to_string(),
+                source,
+            })?;
+            return Ok(Store {
+                inner,
+                prefix,
+                url: url.to_string(),
+            });
+        }
+        Location::Local(dir) => dir,
     };
     std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
         path: dir.clone(),

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use futures::StreamExt;
@@ -59,6 +59,10 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        // Ready: the spool is recovered and every source is open.
+        sluice_testing::wait_until(Duration::from_secs(30), "the agent to be ready", || {
+            sluice_testing::try_http_get(port, "/ready").is_ok_and(|(status, _)| status == 200)
+        });
         Agent { child, port }
     }
 

@@ -67,8 +67,9 @@ impl AgentProcess {
             .unwrap();
         self.child = Some(child);
         let port = self.admin_port;
-        sluice_testing::wait_until(Duration::from_secs(20), "agent admin endpoint", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        // Ready: the spool is recovered and every source is open.
+        sluice_testing::wait_until(Duration::from_secs(20), "the agent to be ready", || {
+            sluice_testing::try_http_get(port, "/ready").is_ok_and(|(status, _)| status == 200)
         });
     }
 

@@ -73,37 +73,6 @@ struct Ctx {
     stats: SourceStats,
 }
 
-/// Checks the parts of `[agent.http]` the schema cannot.
-pub fn validate(config: &HttpConfig) -> Result<(), String> {
-    if config.max_message_bytes == 0 || config.max_message_bytes > crate::MAX_LINE_BYTES_LIMIT {
-        return Err(format!(
-            "max_message_bytes = {} must be between 1 and {}",
-            config.max_message_bytes,
-            crate::MAX_LINE_BYTES_LIMIT
-        ));
-    }
-    if config.max_metadata_bytes > crate::MAX_LINE_BYTES_LIMIT / 2 {
-        return Err(format!(
-            "max_metadata_bytes = {} is over the limit of {}",
-            config.max_metadata_bytes,
-            crate::MAX_LINE_BYTES_LIMIT / 2
-        ));
-    }
-    if config.max_in_flight_bytes < config.max_body_bytes {
-        return Err(format!(
-            "max_in_flight_bytes = {} must be at least max_body_bytes = {}",
-            config.max_in_flight_bytes, config.max_body_bytes
-        ));
-    }
-    if config.max_records == 0 || config.max_body_bytes == 0 {
-        return Err("max_records and max_body_bytes must be positive".into());
-    }
-    if config.token.as_deref() == Some("") {
-        return Err("token is empty".into());
-    }
-    Ok(())
-}
-
 /// Binds the listener and starts serving until `stop` turns true; in-flight
 /// requests are then given a moment to finish.
 pub async fn start(
@@ -113,13 +82,9 @@ pub async fn start(
     metrics: AgentMetrics,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, AgentError> {
-    validate(config).map_err(|e| AgentError::Config(format!("[agent.http] {e}")))?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| AgentError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(|source| AgentError::listen(config.listen, source))?;
     tracing::info!(addr = %config.listen, "HTTP ingestion listening");
     let stats = SourceStats::new(&metrics, "http");
     let in_flight_max = config.max_in_flight_bytes.min(u32::MAX as usize);

@@ -73,25 +73,6 @@ struct Ctx {
     metrics: AgentMetrics,
 }
 
-/// Checks the parts of `[agent.syslog]` the schema cannot.
-pub fn validate(config: &SyslogConfig) -> Result<(), String> {
-    config
-        .timezone
-        .parse::<Zone>()
-        .map_err(|e| format!("timezone = {:?}: {e}", config.timezone))?;
-    if config.max_message_bytes == 0 || config.max_message_bytes > crate::MAX_LINE_BYTES_LIMIT {
-        return Err(format!(
-            "max_message_bytes = {} must be between 1 and {}",
-            config.max_message_bytes,
-            crate::MAX_LINE_BYTES_LIMIT
-        ));
-    }
-    if config.tls.is_some() && (config.tls_cert_file.is_none() || config.tls_key_file.is_none()) {
-        return Err("tls needs tls_cert_file and tls_key_file".into());
-    }
-    Ok(())
-}
-
 /// Binds every configured listener and starts serving; the tasks end once
 /// `stop` turns true.
 pub async fn start(
@@ -101,11 +82,10 @@ pub async fn start(
     metrics: AgentMetrics,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, AgentError> {
-    validate(config).map_err(|e| AgentError::Config(format!("[agent.syslog] {e}")))?;
     let zone = config
         .timezone
         .parse::<Zone>()
-        .map_err(AgentError::Config)?;
+        .map_err(AgentError::config)?;
     let ctx = Arc::new(Ctx {
         app: Arc::from(config.app.as_str()),
         app_map: config
@@ -184,7 +164,7 @@ pub async fn start(
 }
 
 fn listen_error(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> AgentError {
-    move |source| AgentError::Listen { addr, source }
+    move |source| AgentError::listen(addr, source)
 }
 
 async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, AgentError> {
@@ -218,7 +198,7 @@ fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> Result<UdpSocket, AgentErro
 /// every local user like `/dev/log`.
 fn bind_unix(path: &Path) -> Result<UnixDatagram, AgentError> {
     let fail = |e: std::io::Error| {
-        AgentError::Config(format!(
+        AgentError::config(format!(
             "[agent.syslog] cannot listen on {}: {e}",
             path.display()
         ))
@@ -247,11 +227,11 @@ fn tls_acceptor(config: &SyslogConfig) -> Result<tokio_rustls::TlsAcceptor, Agen
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     sluice_core::nats::install_crypto_provider();
     let fail = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
-        AgentError::Config(format!("[agent.syslog] {what} {}: {e}", path.display()))
+        AgentError::config(format!("[agent.syslog] {what} {}: {e}", path.display()))
     };
     let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file) else {
-        return Err(AgentError::Config(
-            "[agent.syslog] tls needs tls_cert_file and tls_key_file".into(),
+        return Err(AgentError::config(
+            "[agent.syslog] tls needs tls_cert_file and tls_key_file",
         ));
     };
     let certs = CertificateDer::pem_file_iter(cert_file)
