@@ -279,7 +279,7 @@ async fn start(
             }
         });
     }
-    role.spawn(presence::run(
+    let presence = presence::run(
         js.clone(),
         config.nats.replicas,
         id.clone(),
@@ -291,8 +291,8 @@ async fn start(
         },
         Duration::from_secs(agent.heartbeat_secs.max(1)),
         metrics.clone(),
-        role.token(),
-    ));
+    );
+    role.spawn(role.token().run_until_cancelled_owned(presence));
     let publisher = role.spawn(publisher::run(
         spool.clone(),
         js,

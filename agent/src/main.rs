@@ -58,25 +58,13 @@ fn main() -> ExitCode {
     sluice_agent::priority::tune_allocator();
     sluice_core::telemetry::init();
     sluice_agent::priority::apply(&config.agent.limits);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime
         .worker_threads(config.agent.limits.worker_threads.max(1))
         .max_blocking_threads(4)
-        .thread_name("sluice-agent")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(sluice_agent::run(config, sluice_core::shutdown::signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "agent failed");
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+        .thread_name("sluice-agent");
+    sluice_core::role::main(
+        runtime,
+        sluice_agent::run(config, sluice_core::shutdown::signal()),
+    )
 }

@@ -26,7 +26,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AgentMetrics;
 
@@ -76,25 +75,10 @@ pub fn conflict(
     (revision != own && beat.incarnation != own_incarnation).then_some(beat)
 }
 
-/// Writes the heartbeat every `every` until `stop` is cancelled; a KV call
-/// in flight is abandoned then, so an unreachable server never holds up
-/// shutdown.
+/// Writes the heartbeat every `every`, for ever: the caller runs it until
+/// the role stops, abandoning a KV call in flight then, so an unreachable
+/// server never holds up shutdown.
 pub async fn run(
-    js: jetstream::Context,
-    replicas: usize,
-    agent_id: String,
-    beat: Heartbeat,
-    every: Duration,
-    metrics: AgentMetrics,
-    stop: CancellationToken,
-) {
-    tokio::select! {
-        _ = beat_forever(js, replicas, agent_id, beat, every, metrics) => {}
-        _ = stop.cancelled() => {}
-    }
-}
-
-async fn beat_forever(
     js: jetstream::Context,
     replicas: usize,
     agent_id: String,

@@ -92,10 +92,7 @@ async fn setup(
     js: &jetstream::Context,
     config: &Config,
 ) -> Result<(Vec<Consumer>, kv::Store, kv::Store, kv::Store), String> {
-    sluice_core::nats::ensure_stream(js, &config.nats)
-        .await
-        .map_err(|e| e.to_string())?;
-    deadletter::ensure(js, &config.nats)
+    let stream = sluice_core::nats::ensure_consumer_streams(js, &config.nats)
         .await
         .map_err(|e| e.to_string())?;
     let claims = outbox::ensure(js, &config.nats).await?;
@@ -106,39 +103,19 @@ async fn setup(
     let counts = sluice_core::nats::ensure_kv(js, COUNTS_BUCKET, COUNTS_MAX_AGE, replicas)
         .await
         .map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(&config.nats.stream)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut consumers = Vec::new();
     for (name, filter) in CONSUMERS {
-        let c = stream
-            .get_or_create_consumer(
-                name,
-                pull::Config {
-                    durable_name: Some(name.into()),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    max_ack_pending: 20_000,
-                    filter_subject: filter.into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| format!("consumer {name}: {e}"))?;
-        consumers.push(c);
+        let consumer =
+            sluice_core::nats::durable_consumer(&stream, name, filter.into(), ACK_WAIT, 20_000)
+                .await
+                .map_err(|e| e.to_string())?;
+        consumers.push(consumer);
     }
     Ok((consumers, groups, counts, claims))
 }
 
-/// Checks what parsing the configuration cannot: the receivers can be
-/// built. Every value check, with its line, is made while the file is
-/// parsed.
-pub fn validate(config: &Config) -> Result<(), RoleError> {
-    Deliverer::from_config(config)
-        .map(|_| ())
-        .map_err(RoleError::Config)
-}
+/// The role's configuration check: its receivers can be built.
+pub use sluice_notify::validate;
 
 /// Runs the aggregator until `shutdown` completes, then writes what it
 /// holds and acknowledges it.

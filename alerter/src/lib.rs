@@ -117,14 +117,8 @@ pub async fn open_buckets(
     Ok((groups, claims, silences))
 }
 
-/// Checks what parsing the configuration cannot: the receivers can be
-/// built. Every value check, with its line, is made while the file is
-/// parsed.
-pub fn validate(config: &Config) -> Result<(), RoleError> {
-    Deliverer::from_config(config)
-        .map(|_| ())
-        .map_err(RoleError::Config)
-}
+/// The role's configuration check: its receivers can be built.
+pub use sluice_notify::validate;
 
 /// Runs the alerter until `shutdown` completes.
 pub async fn run(
@@ -144,10 +138,7 @@ pub async fn run(
     let js = jetstream::new(role.connect(&config.nats).await?);
     let ready = role
         .until_ready("the streams and buckets", || async {
-            sluice_core::nats::ensure_stream(&js, &config.nats)
-                .await
-                .map_err(|e| e.to_string())?;
-            deadletter::ensure(&js, &config.nats)
+            sluice_core::nats::ensure_consumer_streams(&js, &config.nats)
                 .await
                 .map_err(|e| e.to_string())?;
             open_buckets(&js, &config).await

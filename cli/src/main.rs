@@ -96,42 +96,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Check { config } => check(&config),
-        Cmd::Filterer { config } => {
-            let config = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            sluice_core::telemetry::init();
-            run_role(async move {
-                sluice_filterer::run(config, sluice_core::shutdown::signal())
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-        }
-        Cmd::Aggregator { config } => {
-            let config = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            sluice_core::telemetry::init();
-            run_role(async move {
-                sluice_aggregator::run(config, sluice_core::shutdown::signal())
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-        }
-        Cmd::Alerter { config } => {
-            let config = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            sluice_core::telemetry::init();
-            run_role(async move {
-                sluice_alerter::run(config, sluice_core::shutdown::signal())
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-        }
+        Cmd::Filterer { config } => serve(&config, |c| {
+            sluice_filterer::run(c, sluice_core::shutdown::signal())
+        }),
+        Cmd::Aggregator { config } => serve(&config, |c| {
+            sluice_aggregator::run(c, sluice_core::shutdown::signal())
+        }),
+        Cmd::Alerter { config } => serve(&config, |c| {
+            sluice_alerter::run(c, sluice_core::shutdown::signal())
+        }),
         Cmd::Alerts { config, command } => {
             let config = match config {
                 Some(path) => match load(&path) {
@@ -194,25 +167,22 @@ fn check(path: &Path) -> ExitCode {
 }
 
 /// Runs one role on a multi-threaded runtime.
-fn run_role(role: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+fn run_role<E: std::fmt::Display>(role: impl Future<Output = Result<(), E>>) -> ExitCode {
+    sluice_core::role::main(tokio::runtime::Builder::new_multi_thread(), role)
+}
+
+/// Loads the file and runs the role `run` makes of it.
+fn serve<Fut, E>(path: &Path, run: impl FnOnce(Config) -> Fut) -> ExitCode
+where
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    match runtime.block_on(role) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "stopped with an error");
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    sluice_core::telemetry::init();
+    run_role(run(config))
 }
 
 /// A `nats-server` child, stopped by PID when dropped.

@@ -80,31 +80,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Runs `attempt` until it succeeds, logging each failure and waiting a
-/// second between tries; `None` when `shutdown` completes first. For the
-/// set-up a role needs before it can work (streams, consumers, buckets),
-/// so a role started before NATS waits for it.
-pub async fn until_ready<T, Fut>(
-    shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
-    mut attempt: impl FnMut() -> Fut,
-) -> Option<T>
-where
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    loop {
-        tokio::select! {
-            r = attempt() => match r {
-                Ok(v) => return Some(v),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot set up the streams and buckets yet, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
-            _ = &mut *shutdown => return None,
-        }
-    }
-}
-
 /// The configuration the `LOGS` stream must have.
 pub fn stream_config(cfg: &NatsConfig) -> StreamConfig {
     StreamConfig {
@@ -130,6 +105,48 @@ pub async fn ensure_stream(
     js.create_or_update_stream(stream_config(cfg))
         .await
         .map_err(|e| NatsError::Request(e.to_string()))
+}
+
+/// What every consumer of `LOGS` sets up first: the `LOGS` stream, created
+/// or updated to the configured settings, and the dead-letter stream it
+/// sets refused messages aside on. Returns the `LOGS` stream.
+pub async fn ensure_consumer_streams(
+    js: &jetstream::Context,
+    cfg: &NatsConfig,
+) -> Result<jetstream::stream::Stream, NatsError> {
+    js.create_or_update_stream(stream_config(cfg))
+        .await
+        .map_err(|e| NatsError::Request(format!("stream {}: {e}", cfg.stream)))?;
+    crate::deadletter::ensure(js, cfg).await?;
+    js.get_stream(&cfg.stream)
+        .await
+        .map_err(|e| NatsError::Request(format!("stream {}: {e}", cfg.stream)))
+}
+
+/// A durable pull consumer `name` of `stream` with explicit acks, created
+/// when missing: any number of instances pulling from it share its
+/// messages, and a message not acked within `ack_wait` is delivered again.
+pub async fn durable_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+    filter_subject: String,
+    ack_wait: Duration,
+    max_ack_pending: i64,
+) -> Result<jetstream::consumer::PullConsumer, NatsError> {
+    stream
+        .get_or_create_consumer(
+            name,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(name.into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending,
+                filter_subject,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| NatsError::Request(format!("consumer {name}: {e}")))
 }
 
 /// Opens a KV bucket, creating its stream when missing.

@@ -120,6 +120,31 @@ where
     None
 }
 
+/// The `main` of every role binary: runs `run` to completion on the runtime
+/// `runtime` builds and turns its outcome into the exit code, 0 when the
+/// role stopped cleanly, 1 when it failed (the error on stderr and in the
+/// log).
+pub fn main<E: std::fmt::Display>(
+    mut runtime: tokio::runtime::Builder,
+    run: impl Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let runtime = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "stopped with an error");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// What a role is, for [`Role::start`].
 #[derive(Debug, Clone)]
 pub struct RoleSpec {

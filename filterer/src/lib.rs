@@ -280,34 +280,22 @@ async fn setup(
     ),
     String,
 > {
-    sluice_core::nats::ensure_stream(js, &config.nats)
-        .await
-        .map_err(|e| format!("stream {}: {e}", config.nats.stream))?;
-    deadletter::ensure(js, &config.nats)
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = js
-        .get_stream(&config.nats.stream)
+    let stream = sluice_core::nats::ensure_consumer_streams(js, &config.nats)
         .await
         .map_err(|e| e.to_string())?;
     // Messages are held unacked until their buffer is stored. The ack wait
     // stays short, so the messages a crashed filterer held are redelivered
     // soon; live holders extend it with progress acks (see `track`).
-    let ack_wait = ack_wait(flush_interval);
-    let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            pull::Config {
-                durable_name: Some(CONSUMER.into()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait,
-                max_ack_pending: 100_000,
-                filter_subject: format!("{}.>", sluice_core::codec::SUBJECT_PREFIX),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| format!("consumer {CONSUMER}: {e}"))?;
+    let filter = format!("{}.>", sluice_core::codec::SUBJECT_PREFIX);
+    let consumer = sluice_core::nats::durable_consumer(
+        &stream,
+        CONSUMER,
+        filter,
+        ack_wait(flush_interval),
+        100_000,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let dirty =
         sluice_core::nats::ensure_kv(js, DIRTY_BUCKET, Duration::ZERO, config.nats.replicas)
             .await

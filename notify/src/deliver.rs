@@ -41,7 +41,6 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// A deliverer for `receivers`, retrying with `backoff`.
     /// The deliverer of a configuration: its `[[receivers]]`, retried as
     /// `[alerter] retry_max_secs` says (every delivering role retries
     /// alike, whichever role produced the notification).

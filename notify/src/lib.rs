@@ -30,4 +30,14 @@ pub mod slack;
 pub mod webhook;
 
 pub use deliver::Deliverer;
+
+/// Checks what parsing the configuration cannot: its receivers can be
+/// built. Every role that delivers notifications (the aggregator, the
+/// alerter) has this check as its `validate`; every value check, with its
+/// line, is made while the file is parsed.
+pub fn validate(config: &sluice_core::config::Config) -> Result<(), sluice_core::role::RoleError> {
+    Deliverer::from_config(config)
+        .map(|_| ())
+        .map_err(sluice_core::role::RoleError::Config)
+}
 pub use notification::{Kind, Notification, Sample};
