@@ -1,7 +1,7 @@
-//! Crash-safe disk spool between the tailer and the publisher.
+//! Crash-safe disk spool between the sources and the publisher.
 //!
-//! The tailer groups log lines into *entries* (opaque byte payloads) and
-//! appends them here; the publisher reads them back in sequence order,
+//! The [writer](crate::pipeline::writer) groups what the sources read into
+//! *entries* (opaque byte payloads) and appends them here; the publisher reads them back in sequence order,
 //! publishes them to JetStream and acks them. Disk space is reclaimed only for
 //! acked entries, so an unreachable NATS or a `kill -9` loses nothing that was
 //! durably appended.
