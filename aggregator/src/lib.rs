@@ -51,6 +51,7 @@ use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use sluice_core::config::{AggregatorConfig, Config};
 use sluice_core::deadletter;
+use sluice_core::kv::{self as cas, CasError, Current, Decision};
 use sluice_core::record::now_nanos;
 use sluice_core::role::{Heartbeat, Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::decode_views_checked;
@@ -242,9 +243,10 @@ async fn pull_batch(
     out
 }
 
-/// Known groups and their KV revisions, least recently used evicted.
+/// Known groups as this instance last wrote them, least recently used
+/// evicted.
 struct Cache {
-    map: HashMap<String, (u64, ErrorGroup, u64)>,
+    map: HashMap<String, (Current, u64)>,
     cap: usize,
     tick: u64,
 }
@@ -258,24 +260,24 @@ impl Cache {
         }
     }
 
-    fn take(&mut self, key: &str) -> Option<(u64, ErrorGroup)> {
-        self.map.remove(key).map(|(r, g, _)| (r, g))
+    fn take(&mut self, key: &str) -> Option<Current> {
+        self.map.remove(key).map(|(c, _)| c)
     }
 
     /// Inserts, evicting the least recently used tenth when full; returns
     /// how many were evicted.
-    fn insert(&mut self, key: String, revision: u64, group: ErrorGroup) -> usize {
+    fn insert(&mut self, key: String, group: Current) -> usize {
         self.tick += 1;
-        self.map.insert(key, (revision, group, self.tick));
+        self.map.insert(key, (group, self.tick));
         if self.map.len() <= self.cap {
             return 0;
         }
-        let mut ages: Vec<u64> = self.map.values().map(|v| v.2).collect();
+        let mut ages: Vec<u64> = self.map.values().map(|v| v.1).collect();
         let n = (self.cap / 10).max(1).min(ages.len() - 1);
         let (_, cut, _) = ages.select_nth_unstable(n);
         let cut = *cut;
         let before = self.map.len();
-        self.map.retain(|_, v| v.2 > cut);
+        self.map.retain(|_, v| v.1 > cut);
         before - self.map.len()
     }
 }
@@ -391,8 +393,8 @@ impl ErrorWriter {
         let mut failed = Vec::new();
         for r in results {
             match r {
-                Ok((key, revision, group)) => {
-                    let evicted = self.cache.insert(key, revision, group);
+                Ok((key, group)) => {
+                    let evicted = self.cache.insert(key, group);
                     self.metrics.groups_evicted.inc_by(evicted as u64);
                 }
                 Err((d, err)) => {
@@ -537,6 +539,11 @@ pub fn group_notification(
 
 /// Merges one delta into its group by compare-and-set, publishing the
 /// owner's notification first when the merge calls for one.
+/// Merges `d` into its stored group by compare-and-set, deciding and
+/// publishing a notification on the state it merges into, at most 10
+/// attempts. `cached` is the group as this instance last wrote it; a
+/// notification is never decided on it (another instance may have moved
+/// the group on since), only on what is read.
 #[allow(clippy::too_many_arguments)]
 async fn write_group(
     js: &jetstream::Context,
@@ -544,86 +551,85 @@ async fn write_group(
     metrics: &AggregatorMetrics,
     query_url: Option<&str>,
     d: Delta,
-    cached: Option<(u64, ErrorGroup)>,
+    cached: Option<Current>,
     receiver: Option<String>,
     opts: MergeOptions,
     now: i64,
-) -> Result<(String, u64, ErrorGroup), (Delta, String)> {
+) -> Result<(String, Current), (Delta, String)> {
     let key = d.key();
-    let mut current = cached;
-    for _ in 0..10 {
-        let from_cache = current.is_some();
-        let (revision, stored) = match current.take() {
-            Some((r, g)) => (r, Some(g)),
-            None => match bucket.entry(&key).await {
-                Ok(Some(e)) if e.operation == kv::Operation::Put => (
-                    e.revision,
-                    serde_json::from_slice::<ErrorGroup>(&e.value).ok(),
-                ),
-                Ok(Some(e)) => (e.revision, None),
-                Ok(None) => (0, None),
-                Err(err) => return Err((d, err.to_string())),
-            },
-        };
-        let (group, kind) = merge(stored.as_ref(), &d, &opts, now);
-        if kind.is_some() && from_cache {
-            // Decide a notification only on what is stored now: another
-            // instance may have moved the group on since it was cached.
-            continue;
-        }
-        if let Some(kind) = kind {
-            match &receiver {
-                Some(receiver) => {
-                    let n = group_notification(
-                        &group,
-                        kind,
-                        format!("{key}-{revision}"),
-                        receiver.clone(),
-                        query_url,
-                        now,
-                    );
-                    if let Err(err) = outbox::publish(js, &n).await {
-                        return Err((d, err));
+    let mut from_cache = cached.is_some();
+    let (delta, owner, group_key, opts) = (&d, &receiver, &key, &opts);
+    let decide = move |current: Current| {
+        let from_cache = std::mem::take(&mut from_cache);
+        async move {
+            let stored = current
+                .value()
+                .and_then(|v| serde_json::from_slice::<ErrorGroup>(v).ok());
+            let (group, kind) = merge(stored.as_ref(), delta, opts, now);
+            if kind.is_some() && from_cache {
+                return Decision::Reread;
+            }
+            if let Some(kind) = kind {
+                match owner {
+                    Some(receiver) => {
+                        let n = group_notification(
+                            &group,
+                            kind,
+                            format!("{group_key}-{}", current.revision()),
+                            receiver.clone(),
+                            query_url,
+                            now,
+                        );
+                        if let Err(err) = outbox::publish(js, &n).await {
+                            return Decision::Done(Err(err));
+                        }
                     }
-                }
-                None => {
-                    metrics.unowned.inc();
+                    None => {
+                        metrics.unowned.inc();
+                    }
                 }
             }
-        }
-        let value = match serde_json::to_vec(&group) {
-            Ok(v) => bytes::Bytes::from(v),
-            Err(err) => return Err((d, err.to_string())),
-        };
-        let written = if revision == 0 {
-            bucket.create(&key, value).await.map_err(|e| e.to_string())
-        } else {
-            bucket
-                .update(&key, value, revision)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match written {
-            Ok(new_revision) => {
-                metrics.group_writes.inc();
-                if let Some(kind) = kind {
-                    metrics.notifications.inc();
-                    if receiver.is_some() {
-                        metrics.delivery.published(kind.as_str());
-                    }
-                    if kind == Kind::NewGroup {
-                        metrics.groups_new.inc();
+            match serde_json::to_vec(&group) {
+                Ok(v) => {
+                    let value = bytes::Bytes::from(v);
+                    Decision::Write {
+                        value: value.clone(),
+                        outcome: Ok((kind, value)),
                     }
                 }
-                return Ok((key, new_revision, group));
+                Err(err) => Decision::Done(Err(err.to_string())),
             }
-            Err(_) => {
+        }
+    };
+    let updated = match cas::update_async(bucket, &key, 10, cached, decide).await {
+        Ok(updated) => updated,
+        Err(err) => {
+            if let CasError::Conflict { times } = err {
                 // Changed by another instance (or the cache was stale).
-                metrics.write_conflicts.inc();
+                metrics.write_conflicts.inc_by(u64::from(times));
             }
+            return Err((d, err.to_string()));
+        }
+    };
+    metrics.write_conflicts.inc_by(u64::from(updated.conflicts));
+    let (kind, value) = match updated.outcome {
+        Ok(written) => written,
+        Err(err) => return Err((d, err)),
+    };
+    let Some(revision) = updated.revision else {
+        return Err((d, "the group was not written".into()));
+    };
+    metrics.group_writes.inc();
+    if let Some(kind) = kind {
+        metrics.notifications.inc();
+        if receiver.is_some() {
+            metrics.delivery.published(kind.as_str());
+        }
+        if kind == Kind::NewGroup {
+            metrics.groups_new.inc();
         }
     }
-    Err((d, "too many concurrent changes".into()))
+    Ok((key, Current::Value { revision, value }))
 }
 
 struct CountWriter {
@@ -712,6 +718,8 @@ impl CountWriter {
     }
 }
 
+/// Adds `add` to `app`'s stored counts of `hour` by compare-and-set, at
+/// most 20 attempts.
 async fn add_counts(
     bucket: &kv::Store,
     app: &str,
@@ -719,36 +727,81 @@ async fn add_counts(
     add: &counts::ServiceCounts,
 ) -> Result<(), String> {
     let key = hour_key(app, hour);
-    for _ in 0..20 {
-        let entry = bucket.entry(&key).await.map_err(|e| e.to_string())?;
-        let (revision, mut stored) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => (
-                e.revision,
-                serde_json::from_slice(&e.value).unwrap_or_else(|_| empty_hour(app, hour)),
-            ),
-            Some(e) => (e.revision, empty_hour(app, hour)),
-            None => (0, empty_hour(app, hour)),
+    let updated = cas::update(bucket, &key, 20, |current| {
+        match added_counts(current, app, hour, add) {
+            Ok(value) => Decision::Write {
+                value,
+                outcome: Ok(()),
+            },
+            Err(err) => Decision::Done(Err(err)),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    updated.outcome
+}
+
+/// The stored counts of `app`'s `hour` (a value that does not parse counts
+/// as none) plus `add`, as they are stored.
+fn added_counts(
+    current: &Current,
+    app: &str,
+    hour: i64,
+    add: &counts::ServiceCounts,
+) -> Result<bytes::Bytes, String> {
+    let mut stored: counts::HourCounts = current
+        .value()
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .unwrap_or_else(|| empty_hour(app, hour));
+    stored.add(add);
+    serde_json::to_vec(&stored)
+        .map(bytes::Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Level;
+
+    fn counts(service: &str, level: Level, n: u64) -> counts::ServiceCounts {
+        [(service.to_string(), [(level, n)].into())].into()
+    }
+
+    fn stored(value: &[u8]) -> counts::HourCounts {
+        serde_json::from_slice(value).unwrap()
+    }
+
+    #[test]
+    fn counts_add_to_what_is_stored() {
+        let first = added_counts(&Current::Absent, "shop", 7, &counts("web", Level::Error, 2));
+        let first = first.unwrap();
+        let mut want = empty_hour("shop", 7);
+        want.add(&counts("web", Level::Error, 2));
+        assert_eq!(stored(&first), want);
+
+        let current = Current::Value {
+            revision: 3,
+            value: first,
         };
-        stored.add(add);
-        let value: bytes::Bytes = serde_json::to_vec(&stored)
-            .map_err(|e| e.to_string())?
-            .into();
-        let written = if revision == 0 {
-            bucket
-                .create(&key, value)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else {
-            bucket
-                .update(&key, value, revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        if written.is_ok() {
-            return Ok(());
+        let second = added_counts(&current, "shop", 7, &counts("web", Level::Error, 5)).unwrap();
+        assert_eq!(stored(&second).counts["web"][&Level::Error], 7);
+    }
+
+    #[test]
+    fn deleted_or_unreadable_counts_start_again() {
+        let add = counts("web", Level::Warn, 1);
+        let mut want = empty_hour("shop", 7);
+        want.add(&add);
+        for current in [
+            Current::Deleted { revision: 4 },
+            Current::Value {
+                revision: 4,
+                value: bytes::Bytes::from_static(b"not json"),
+            },
+        ] {
+            let value = added_counts(&current, "shop", 7, &add).unwrap();
+            assert_eq!(stored(&value), want, "{current:?}");
         }
     }
-    Err("too many concurrent changes".into())
 }

@@ -44,6 +44,7 @@ use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use sluice_core::config::Config;
 use sluice_core::deadletter;
+use sluice_core::kv::{self as cas, CasError};
 use sluice_core::record::now_nanos;
 use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::{Misfiled, decode_views_checked};
@@ -625,15 +626,13 @@ impl Loop {
         key: &str,
         now: i64,
     ) -> Result<(), String> {
-        let entry = self.groups_kv.entry(key).await.map_err(|e| e.to_string())?;
-        let (revision, stored) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => (
-                e.revision,
-                serde_json::from_slice::<GroupState>(&e.value).ok(),
-            ),
-            Some(e) => (e.revision, None),
-            None => (0, None),
-        };
+        let current = cas::read(&self.groups_kv, key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let revision = current.revision();
+        let stored = current
+            .value()
+            .and_then(|v| serde_json::from_slice::<GroupState>(v).ok());
         if let Some(s) = &stored
             && engine
                 .last_notified(&due.key)
@@ -679,41 +678,35 @@ impl Loop {
         let value: bytes::Bytes = serde_json::to_vec(&state)
             .map_err(|e| e.to_string())?
             .into();
-        let written = if revision == 0 {
-            self.groups_kv
-                .create(key, value)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else {
-            self.groups_kv
-                .update(key, value, revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        match written {
-            Ok(()) => {
+        match cas::write(&self.groups_kv, key, revision, value).await {
+            Ok(_) => {
                 self.unconfirmed.remove(&id);
                 self.orphans.remove(&id);
                 self.metrics.delivery.published(n.kind.as_str());
                 tracing::info!(rule = %state.rule, kind = %n.kind, count = n.count, id = %n.id, "notification queued");
                 engine.apply(&state, now);
             }
-            Err(_) => {
-                // Changed since read (another instance stored its state) or
-                // a failed write: take what is stored, if it moved on.
+            Err(CasError::Conflict { .. }) => {
+                // Changed since read: another instance stored its state.
+                // Take what is stored, if it moved on.
                 self.metrics.claimed_elsewhere.inc();
-                if let Ok(Some(e)) = self.groups_kv.entry(key).await
-                    && e.revision != revision
+                if let Ok(stored) = cas::read(&self.groups_kv, key).await
+                    && stored.revision() != revision
                 {
                     self.unconfirmed.remove(&id);
                     self.orphans.remove(&id);
-                    if let Ok(s) = serde_json::from_slice::<GroupState>(&e.value) {
+                    if let Some(s) = stored
+                        .value()
+                        .and_then(|v| serde_json::from_slice::<GroupState>(v).ok())
+                    {
                         engine.apply(&s, now);
                     }
                 }
             }
+            // Published but not stored: the group stays due, and the next
+            // attempt finds the notification in the outbox (same id) and
+            // stores the state it was published with.
+            Err(err) => return Err(err.to_string()),
         }
         Ok(())
     }
