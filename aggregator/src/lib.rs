@@ -55,6 +55,7 @@ use sluice_core::kv::{self as cas, CasError, Current, Decision};
 use sluice_core::record::now_nanos;
 use sluice_core::role::{Heartbeat, Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::decode_views_checked;
+use sluice_core::time::NS_PER_HOUR;
 use sluice_notify::notification::{Kind, Notification, search_link, truncate_bytes};
 use sluice_notify::{Deliverer, outbox};
 
@@ -82,7 +83,6 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// Messages held unacknowledged at most before a write is forced (besides
 /// the write every second).
 pub const MAX_HELD: usize = 5_000;
-const NS: i64 = 1_000_000_000;
 
 /// Why the aggregator could not start.
 pub type AggregatorError = RoleError;
@@ -362,9 +362,7 @@ impl ErrorWriter {
     async fn write(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
         let now = now_nanos();
         let opts = MergeOptions {
-            quiet_period_ns: i64::try_from(self.config.quiet_period_secs)
-                .unwrap_or(i64::MAX / NS)
-                .saturating_mul(NS),
+            quiet_period_ns: sluice_core::time::secs_to_ns(self.config.quiet_period_secs),
             spike_factor: self.config.spike_factor,
             spike_min_count: self.config.spike_min_count,
             samples: self.config.samples,
@@ -506,7 +504,7 @@ pub fn group_notification(
             &g.app,
             Some(&g.service),
             g.level,
-            g.first_seen.min(now - 3600 * NS),
+            g.first_seen.min(now - NS_PER_HOUR),
             now,
         )
     });
@@ -705,7 +703,7 @@ impl CountWriter {
                 for ((app, hour), services) in failed {
                     for (service, levels) in services {
                         for (level, n) in levels {
-                            tally.add_n(&app, &service, level, hour * 3600 * NS, n);
+                            tally.add_n(&app, &service, level, hour * NS_PER_HOUR, n);
                         }
                     }
                 }

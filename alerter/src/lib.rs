@@ -48,6 +48,7 @@ use sluice_core::kv::{self as cas, CasError};
 use sluice_core::record::now_nanos;
 use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::{Misfiled, decode_views_checked};
+use sluice_core::time::{NS_PER_SEC as NS, ns_to_secs_f64, secs_to_ns};
 use sluice_notify::{Deliverer, Notification, outbox};
 
 use crate::metrics::AlerterMetrics;
@@ -62,7 +63,6 @@ pub const GROUPS_BUCKET: &str = "sluice_alerts";
 pub const CHECKPOINT_KEY: &str = "checkpoint";
 /// How long an alert group's state is kept after its last change.
 const GROUP_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-const NS: i64 = 1_000_000_000;
 /// A notification another instance published but whose state nobody
 /// stored is completed by this instance after this long.
 const ORPHAN_AFTER_NS: i64 = 30 * NS;
@@ -187,9 +187,7 @@ pub async fn run(
         unconfirmed: HashMap::new(),
         orphans: HashMap::new(),
         spike_factor: acfg.ingest_spike_factor,
-        max_lag_ns: i64::try_from(acfg.max_lag_secs)
-            .unwrap_or(i64::MAX / NS)
-            .saturating_mul(NS),
+        max_lag_ns: secs_to_ns(acfg.max_lag_secs),
         stream: config.nats.stream.clone(),
     };
     let start = state.start_time(&engine, acfg.max_replay_secs, now).await;
@@ -390,10 +388,7 @@ impl Loop {
                 .map(|c| c.read_until),
             _ => None,
         };
-        let floor = now
-            - i64::try_from(max_replay_secs)
-                .unwrap_or(i64::MAX / NS)
-                .saturating_mul(NS);
+        let floor = now - secs_to_ns(max_replay_secs);
         let from = checkpoint.map_or(now - window, |c| c.min(now - window));
         from.max(floor)
     }
@@ -416,7 +411,7 @@ impl Loop {
         let now = now_nanos();
         self.metrics
             .processing_delay_seconds
-            .set((now - published).max(0) as f64 / 1e9);
+            .set(ns_to_secs_f64((now - published).max(0)));
         let records = match decode_views_checked(&msg.subject, &msg.payload) {
             Ok(r) => r,
             Err(misfiled) => return (seq, Some(misfiled)),
@@ -511,11 +506,9 @@ impl Loop {
             let reads_all = matches!(info.config.filter_subject.as_str(), "" | "logs.>");
             let oldest = if reads_all {
                 match stream.get_raw_message(floor + 1).await {
-                    Ok(m) => Some(
-                        (now - (m.time.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64))
-                            as f64
-                            / 1e9,
-                    ),
+                    Ok(m) => Some(ns_to_secs_f64(
+                        now - (m.time.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64),
+                    )),
                     Err(_) => None,
                 }
             } else {
@@ -523,7 +516,7 @@ impl Loop {
             };
             let sample = system::ConsumerSample {
                 outstanding: info.num_pending + info.num_ack_pending as u64,
-                secs_since_ack_moved: (now - since) as f64 / 1e9,
+                secs_since_ack_moved: ns_to_secs_f64(now - since),
                 oldest_unacked_secs: oldest,
             };
             let delay = system::processing_delay(&sample);
@@ -534,7 +527,7 @@ impl Loop {
             engine.set_condition(
                 rule,
                 &[&name],
-                delay * 1e9 > self.max_lag_ns as f64,
+                delay > ns_to_secs_f64(self.max_lag_ns),
                 delay as u64,
                 &detail,
                 now,

@@ -6,10 +6,11 @@
 //! every consumer of `LOGS` makes and the [`deadletter`] stream it sets
 //! refused messages aside on, the one TOML [`config`] schema, [`nats`]
 //! connection and stream helpers, the one compare-and-set loop on JetStream
-//! [`kv`], the object [`store`], the [`role`] runtime every long-running
-//! process is built on (lifecycle, the [`admin`] endpoint, set-up retry with
-//! the one [`backoff`]) and [`telemetry`] set-up. The harness that starts
-//! real servers for integration tests is the `sluice-testing` crate.
+//! [`kv`], the [`time`] units and timestamp scanners, the object [`store`],
+//! the [`role`] runtime every long-running process is built on (lifecycle,
+//! the [`admin`] endpoint, set-up retry with the one [`backoff`]) and
+//! [`telemetry`] set-up. The harness that starts real servers for
+//! integration tests is the `sluice-testing` crate.
 
 pub mod admin;
 pub mod backoff;
@@ -27,5 +28,6 @@ pub mod shutdown;
 pub mod store;
 pub mod subject;
 pub mod telemetry;
+pub mod time;
 
 pub use record::{Level, Record};

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::config::NatsConfig;
 use sluice_core::kv::{self as cas, CasError, Current, Decision};
 use sluice_core::record::now_nanos;
+use sluice_core::time::{self, NS_PER_SEC};
 use tokio::sync::Semaphore;
 
 use crate::deliver::Deliverer;
@@ -59,7 +60,7 @@ pub const CLAIMS_BUCKET: &str = "sluice_outbox_claims";
 /// How long a delivery may hold a message without a progress report.
 const ACK_WAIT: Duration = Duration::from_secs(60);
 /// A claim older than this whose holder stopped reporting is taken over.
-const CLAIM_STALE_NS: i64 = 90 * 1_000_000_000;
+const CLAIM_STALE_NS: i64 = 90 * NS_PER_SEC;
 /// Deliveries in flight per instance.
 const CONCURRENCY: usize = 16;
 /// How long pending notifications are kept at most.
@@ -377,7 +378,7 @@ async fn deliver_one(
             metrics.outcome(&n.receiver, "delivered");
             metrics
                 .latency_seconds
-                .observe((now_nanos() - n.created).max(0) as f64 / 1e9);
+                .observe(time::ns_to_secs_f64((now_nanos() - n.created).max(0)));
             tracing::info!(id = %n.id, receiver = %n.receiver, kind = %n.kind, "notification delivered");
             if let Err(err) = msg.double_ack().await {
                 tracing::warn!(id = %n.id, error = %err, "ack of a delivered notification failed; its redelivery will be skipped");
@@ -426,7 +427,7 @@ mod tests {
 
     #[test]
     fn what_may_be_claimed() {
-        let now = 1_000 * 1_000_000_000;
+        let now = 1_000 * NS_PER_SEC;
         let claimed = |at| ClaimState::Claimed { by: "a".into(), at };
         let delivered = ClaimState::Delivered {
             by: "b".into(),

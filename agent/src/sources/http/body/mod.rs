@@ -285,7 +285,6 @@ mod tests {
     use sluice_core::record::{ATTR_TRUNCATED, parse_ts};
     use std::io::Write;
 
-    use super::fields::syslog_level;
     use super::*;
 
     pub(super) const LIMITS: Limits = Limits {
@@ -659,7 +658,7 @@ mod tests {
             let limits = Limits { max_message_bytes: 1 << 10, max_attrs_bytes: 1 << 10, max_items: 10 };
             let p = decode(body.as_bytes(), &limits).unwrap().remove(0);
             prop_assert_eq!(p.msg, msg);
-            prop_assert_eq!(Some(p.level), syslog_level(level));
+            prop_assert_eq!(Some(p.level), Level::from_syslog_severity(level));
             prop_assert_eq!(p.attrs, meta);
         }
     }
