@@ -42,12 +42,12 @@ pub mod groups;
 pub mod metrics;
 pub mod read;
 
-use std::collections::HashMap;
-
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
+use lru::LruCache;
 use prometheus_client::registry::Registry;
 use sluice_core::config::{AggregatorConfig, Config};
 use sluice_core::deadletter;
@@ -245,40 +245,31 @@ async fn pull_batch(
 
 /// Known groups as this instance last wrote them, least recently used
 /// evicted.
-struct Cache {
-    map: HashMap<String, (Current, u64)>,
-    cap: usize,
-    tick: u64,
-}
+struct Cache(LruCache<String, Current>);
 
 impl Cache {
     fn new(cap: usize) -> Cache {
-        Cache {
-            map: HashMap::new(),
-            cap: cap.max(1),
-            tick: 0,
-        }
+        Cache(LruCache::new(
+            NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN),
+        ))
     }
 
     fn take(&mut self, key: &str) -> Option<Current> {
-        self.map.remove(key).map(|(c, _)| c)
+        self.0.pop(key)
     }
 
-    /// Inserts, evicting the least recently used tenth when full; returns
-    /// how many were evicted.
+    /// Inserts, evicting the least recently used group when full; returns
+    /// how many were evicted (0 or 1).
     fn insert(&mut self, key: String, group: Current) -> usize {
-        self.tick += 1;
-        self.map.insert(key, (group, self.tick));
-        if self.map.len() <= self.cap {
-            return 0;
+        match self.0.push(key, group) {
+            // `push` also hands back the value it replaced under the same key.
+            Some((old, _)) if !self.0.contains(&old) => 1,
+            _ => 0,
         }
-        let mut ages: Vec<u64> = self.map.values().map(|v| v.1).collect();
-        let n = (self.cap / 10).max(1).min(ages.len() - 1);
-        let (_, cut, _) = ages.select_nth_unstable(n);
-        let cut = *cut;
-        let before = self.map.len();
-        self.map.retain(|_, v| v.1 > cut);
-        before - self.map.len()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -401,7 +392,7 @@ impl ErrorWriter {
                 }
             }
         }
-        self.metrics.groups_cached.set(self.cache.map.len() as i64);
+        self.metrics.groups_cached.set(self.cache.len() as i64);
         failed
     }
 
@@ -801,5 +792,34 @@ mod tests {
             let value = added_counts(&current, "shop", 7, &add).unwrap();
             assert_eq!(stored(&value), want, "{current:?}");
         }
+    }
+
+    #[test]
+    fn the_cache_evicts_the_least_recently_written_group() {
+        let group = |revision| Current::Deleted { revision };
+        let mut cache = Cache::new(2);
+        assert_eq!(cache.insert("a".into(), group(1)), 0);
+        assert_eq!(cache.insert("b".into(), group(2)), 0);
+        // Written again (taken, then put back): now the most recent.
+        let a = cache.take("a").unwrap();
+        assert_eq!(cache.insert("a".into(), a), 0);
+        assert_eq!(cache.insert("c".into(), group(3)), 1);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.take("b").is_none(), "b was the least recent");
+        assert!(matches!(
+            cache.take("a"),
+            Some(Current::Deleted { revision: 1 })
+        ));
+        // Replacing a group under its key evicts nothing.
+        assert_eq!(cache.insert("c".into(), group(4)), 0);
+        assert!(matches!(
+            cache.take("c"),
+            Some(Current::Deleted { revision: 4 })
+        ));
+        assert_eq!(cache.len(), 0);
+        // A cap of zero holds one group.
+        let mut cache = Cache::new(0);
+        assert_eq!(cache.insert("a".into(), group(1)), 0);
+        assert_eq!(cache.insert("b".into(), group(2)), 1);
     }
 }
