@@ -379,7 +379,7 @@ fn leading_ts(b: &[u8], now_nanos: i64) -> Option<(i64, usize)> {
     // Access logs put the time after the client address and user:
     // `1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] "GET / ..."`.
     let head = b.get(..b.len().min(64))?;
-    let open = head.iter().position(|&c| c == b'[')?;
+    let open = memchr::memchr(b'[', head)?;
     clf_ts(b, open + 1)
 }
 

@@ -260,10 +260,7 @@ fn sub(s: &str, a: usize, b: usize) -> &str {
 
 /// Position of the first `needle` at or after `from`.
 fn find(b: &[u8], from: usize, needle: u8) -> Option<usize> {
-    b.get(from..)?
-        .iter()
-        .position(|&c| c == needle)
-        .map(|i| from + i)
+    memchr::memchr(needle, b.get(from..)?).map(|i| from + i)
 }
 
 fn skip_spaces(b: &[u8], mut p: usize) -> usize {
@@ -565,7 +562,8 @@ fn parse_3164(s: &str, mut p: usize, opts: &ParseOptions, out: &mut Parsed) {
             p += 1;
         }
         let q = skip_spaces(b, p);
-        let zone_len = b.iter().skip(q).take(6).position(|&c| c == b':');
+        let rest = b.get(q..).unwrap_or_default();
+        let zone_len = memchr::memchr(b':', rest.get(..6).unwrap_or(rest));
         if let Some(colon) = zone_len.map(|i| q + i)
             && CISCO_ZONES.contains(&sub(s, q, colon))
             && matches!(b.get(colon + 1), None | Some(b' '))
@@ -586,11 +584,8 @@ fn parse_3164(s: &str, mut p: usize, opts: &ParseOptions, out: &mut Parsed) {
 
     // TAG
     let window = b.get(p..).unwrap_or_default();
-    let delim = window
-        .iter()
-        .take(MAX_TAG_LEN + 1)
-        .position(|&c| matches!(c, b'[' | b':' | b' '))
-        .map(|i| p + i);
+    let head = window.get(..MAX_TAG_LEN + 1).unwrap_or(window);
+    let delim = memchr::memchr3(b'[', b':', b' ', head).map(|i| p + i);
     let mut tag_end = None;
     match delim.map(|t| (t, b.get(t))) {
         Some((t, Some(b':'))) => tag_end = Some((t, t + 1)),
