@@ -169,6 +169,7 @@ pub async fn run(
         .enumerate()
         .filter_map(|(i, s)| Silence::from_config(s, i))
         .collect();
+    metrics.silences_loaded.set(file_silences.len() as i64);
     let mut state = Loop {
         js: js.clone(),
         groups_kv,
@@ -550,6 +551,7 @@ impl Loop {
             Ok(stored) => {
                 self.silences = self.file_silences.clone();
                 self.silences.extend(stored);
+                self.metrics.silences_loaded.set(self.silences.len() as i64);
             }
             Err(err) => {
                 tracing::debug!(error = %err, "cannot read silences; keeping the last ones")
