@@ -55,6 +55,17 @@ async fn errors(js: &jetstream::Context, n: usize) {
     publish_records(js, &records, 100).await;
 }
 
+/// Waits until the alerter on `admin` has read the silences and holds `n`.
+async fn wait_silences_loaded(admin: u16, n: f64) {
+    wait_for(Duration::from_secs(20), "the silences read", async || {
+        metric_value(
+            &http_get(admin, "/metrics").1,
+            "sluice_alerter_silences_loaded",
+        ) == n
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_from_the_command_line_hold_notifications_back() {
     let nats = NatsServer::start();
@@ -127,8 +138,8 @@ group_interval_secs = 1
         ok && listed.contains(&id) && listed.contains("deploy"),
         "{listed}"
     );
-    // The alerter reads silences every 5 s.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The alerter reads silences every 5 s: wait until it holds this one.
+    wait_silences_loaded(admin, 1.0).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     errors(&js, 50).await;
     wait_for(Duration::from_secs(20), "the silenced metric", async || {
@@ -145,7 +156,7 @@ group_interval_secs = 1
     assert!(ok, "{out}");
     let (ok, out) = sluice(&config, &["expire", &id]);
     assert!(!ok && out.contains("no silence"), "{out}");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    wait_silences_loaded(admin, 0.0).await;
     errors(&js, 7).await;
     wait_for(
         Duration::from_secs(20),

@@ -14,12 +14,12 @@ use rand::Rng;
 use sluice_core::index::BlobIndex;
 use sluice_core::layout::Partition;
 use sluice_core::record::now_nanos;
+use sluice_core::time::NS_PER_HOUR as HOUR_NS;
 use sluice_core::{Level, Record};
 use sluice_testing::{
     NatsServer, S3_BUCKET, S3Server, free_port, http_get, metric_value, signal, wait_until,
 };
 
-const HOUR_NS: i64 = 3_600_000_000_000;
 const PREFIX: &str = "logs";
 
 /// Three closed hours: from five to three hours ago.

@@ -14,6 +14,7 @@ use common::{
     wait_for_records, write_config,
 };
 use sluice_core::Level;
+use sluice_core::time::NS_PER_SEC;
 use sluice_testing::{NatsServer, free_port, wait_until};
 
 const PATH: &str = "/api/v1/logs";
@@ -135,7 +136,7 @@ async fn single_array_ndjson_and_gzip_bodies_arrive_with_their_ids() {
     for (i, id) in ndjson_ids.iter().enumerate() {
         let r = by_id(id);
         assert_eq!(r.msg, format!("ndjson {i}"));
-        assert_eq!(r.ts, (1_795_000_000 + i as i64) * 1_000_000_000);
+        assert_eq!(r.ts, (1_795_000_000 + i as i64) * NS_PER_SEC);
         assert_eq!((r.service.as_str(), r.level), ("http", Level::Info));
     }
     for (i, id) in gzip_ids.iter().enumerate() {

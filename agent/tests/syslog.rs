@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{
     AgentProcess, Collector, assert_config_error, wait_for_records, with_attr, write_config,
 };
+use sluice_core::time::{NS_PER_SEC, NS_PER_US};
 use sluice_core::{Level, Record};
 use sluice_testing::{NatsServer, free_port, wait_until};
 
@@ -193,7 +194,7 @@ async fn logger_messages_over_udp_and_tcp_arrive_mapped() {
         );
         // RFC 3164 carries whole seconds in local time, RFC 5424 microseconds.
         assert!(
-            r.ts >= before - 2_000_000_000 && r.ts <= after + 1_000_000_000,
+            r.ts >= before - 2 * NS_PER_SEC && r.ts <= after + NS_PER_SEC,
             "{msg}: ts {} outside [{before}, {after}]",
             r.ts
         );
@@ -296,7 +297,7 @@ async fn octet_counted_and_newline_frames_mix_on_one_connection() {
     for (i, msg) in expected.iter().enumerate() {
         let r = by_msg(records, msg);
         assert_eq!(r.host, format!("web-{}", i % 3));
-        assert_eq!(r.ts % 1_000_000_000, (i as i64) * 1_000);
+        assert_eq!(r.ts % NS_PER_SEC, (i as i64) * NS_PER_US);
         assert!(!r.attrs.contains_key("syslog.malformed"), "{r:?}");
     }
     let r = by_msg(records, "first line\nsecond line");

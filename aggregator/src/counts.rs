@@ -11,8 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sluice_core::Level;
-
-const HOUR_NS: i64 = 3600 * 1_000_000_000;
+use sluice_core::time::NS_PER_HOUR as HOUR_NS;
 
 /// The hour (hours since the epoch) of a timestamp in ns.
 pub fn hour_of(ts: i64) -> i64 {
@@ -184,7 +183,7 @@ mod tests {
     #[test]
     fn tally_counts_by_app_hour_service_level() {
         let mut t = Tally::default();
-        let h = 3600 * 1_000_000_000;
+        let h = HOUR_NS;
         t.add("shop", "checkout", Level::Error, 10);
         t.add("shop", "checkout", Level::Error, 20);
         t.add("shop", "cart", Level::Info, 30);

@@ -1100,6 +1100,11 @@ fn ipv6(s: &[u8], i: usize) -> Option<usize> {
     (complete && digit && boundary(s, j)).then_some(j)
 }
 
+// The timestamp recognisers below only find a timestamp's shape, to
+// template it; they check no values (a 1-digit hour, day 99 pass), unlike
+// the scanners of `sluice_core::time` that read one. What they accept is
+// part of the fingerprint ([`NORMALIZATION_VERSION`]), so they stay apart.
+
 /// `HH:MM:SS` with optional fraction and zone, at `i`.
 fn time(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
@@ -1160,14 +1165,7 @@ fn timestamp(s: &[u8], i: usize) -> Option<usize> {
 
 /// Syslog `Nov 22 10:00:00` (day padded with one or two spaces).
 fn syslog_ts(s: &[u8], i: usize) -> Option<usize> {
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let m = s.get(i..i + 3)?;
-    if !MONTHS.iter().any(|x| x.eq_ignore_ascii_case(m)) {
-        return None;
-    }
+    sluice_core::time::month_abbrev(s.get(i..)?)?;
     let mut j = i + 3;
     if at(s, j) != b' ' {
         return None;

@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_core::Level;
 use sluice_core::codec::RecordView;
+use sluice_core::time::{NS_PER_MIN as MINUTE_NS, NS_PER_SEC as NS};
 use sluice_notify::notification::{Kind, Sample, refill_sample, truncate_bytes};
 
 /// Hosts listed per group, at most.
@@ -34,8 +35,6 @@ const ALPHA: f64 = 0.1;
 /// Minutes folded into the baseline one by one after a gap, at most (the
 /// rest decay it as zeros in one step).
 const MAX_FOLD_MINUTES: i64 = 120;
-const NS: i64 = 1_000_000_000;
-const MINUTE_NS: i64 = 60 * NS;
 
 /// The KV key of a group: `<app>.<service>.<fingerprint>` (the names are
 /// valid tokens, so the key is a valid KV key and its prefix selects an

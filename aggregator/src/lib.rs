@@ -42,18 +42,20 @@ pub mod groups;
 pub mod metrics;
 pub mod read;
 
-use std::collections::HashMap;
-
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
+use lru::LruCache;
 use prometheus_client::registry::Registry;
 use sluice_core::config::{AggregatorConfig, Config};
 use sluice_core::deadletter;
+use sluice_core::kv::{self as cas, CasError, Current, Decision};
 use sluice_core::record::now_nanos;
 use sluice_core::role::{Heartbeat, Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::decode_views_checked;
+use sluice_core::time::NS_PER_HOUR;
 use sluice_notify::notification::{Kind, Notification, search_link, truncate_bytes};
 use sluice_notify::{Deliverer, outbox};
 
@@ -81,7 +83,6 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// Messages held unacknowledged at most before a write is forced (besides
 /// the write every second).
 pub const MAX_HELD: usize = 5_000;
-const NS: i64 = 1_000_000_000;
 
 /// Why the aggregator could not start.
 pub type AggregatorError = RoleError;
@@ -228,41 +229,33 @@ async fn pull_batch(
     out
 }
 
-/// Known groups and their KV revisions, least recently used evicted.
-struct Cache {
-    map: HashMap<String, (u64, ErrorGroup, u64)>,
-    cap: usize,
-    tick: u64,
-}
+/// Known groups as this instance last wrote them, least recently used
+/// evicted.
+struct Cache(LruCache<String, Current>);
 
 impl Cache {
     fn new(cap: usize) -> Cache {
-        Cache {
-            map: HashMap::new(),
-            cap: cap.max(1),
-            tick: 0,
+        Cache(LruCache::new(
+            NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN),
+        ))
+    }
+
+    fn take(&mut self, key: &str) -> Option<Current> {
+        self.0.pop(key)
+    }
+
+    /// Inserts, evicting the least recently used group when full; returns
+    /// how many were evicted (0 or 1).
+    fn insert(&mut self, key: String, group: Current) -> usize {
+        match self.0.push(key, group) {
+            // `push` also hands back the value it replaced under the same key.
+            Some((old, _)) if !self.0.contains(&old) => 1,
+            _ => 0,
         }
     }
 
-    fn take(&mut self, key: &str) -> Option<(u64, ErrorGroup)> {
-        self.map.remove(key).map(|(r, g, _)| (r, g))
-    }
-
-    /// Inserts, evicting the least recently used tenth when full; returns
-    /// how many were evicted.
-    fn insert(&mut self, key: String, revision: u64, group: ErrorGroup) -> usize {
-        self.tick += 1;
-        self.map.insert(key, (revision, group, self.tick));
-        if self.map.len() <= self.cap {
-            return 0;
-        }
-        let mut ages: Vec<u64> = self.map.values().map(|v| v.2).collect();
-        let n = (self.cap / 10).max(1).min(ages.len() - 1);
-        let (_, cut, _) = ages.select_nth_unstable(n);
-        let cut = *cut;
-        let before = self.map.len();
-        self.map.retain(|_, v| v.2 > cut);
-        before - self.map.len()
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -346,9 +339,7 @@ impl ErrorWriter {
     async fn write(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
         let now = now_nanos();
         let opts = MergeOptions {
-            quiet_period_ns: i64::try_from(self.config.quiet_period_secs)
-                .unwrap_or(i64::MAX / NS)
-                .saturating_mul(NS),
+            quiet_period_ns: sluice_core::time::secs_to_ns(self.config.quiet_period_secs),
             spike_factor: self.config.spike_factor,
             spike_min_count: self.config.spike_min_count,
             samples: self.config.samples,
@@ -377,8 +368,8 @@ impl ErrorWriter {
         let mut failed = Vec::new();
         for r in results {
             match r {
-                Ok((key, revision, group)) => {
-                    let evicted = self.cache.insert(key, revision, group);
+                Ok((key, group)) => {
+                    let evicted = self.cache.insert(key, group);
                     self.metrics.groups_evicted.inc_by(evicted as u64);
                 }
                 Err((d, err)) => {
@@ -387,7 +378,7 @@ impl ErrorWriter {
                 }
             }
         }
-        self.metrics.groups_cached.set(self.cache.map.len() as i64);
+        self.metrics.groups_cached.set(self.cache.len() as i64);
         failed
     }
 
@@ -490,7 +481,7 @@ pub fn group_notification(
             &g.app,
             Some(&g.service),
             g.level,
-            g.first_seen.min(now - 3600 * NS),
+            g.first_seen.min(now - NS_PER_HOUR),
             now,
         )
     });
@@ -523,6 +514,11 @@ pub fn group_notification(
 
 /// Merges one delta into its group by compare-and-set, publishing the
 /// owner's notification first when the merge calls for one.
+/// Merges `d` into its stored group by compare-and-set, deciding and
+/// publishing a notification on the state it merges into, at most 10
+/// attempts. `cached` is the group as this instance last wrote it; a
+/// notification is never decided on it (another instance may have moved
+/// the group on since), only on what is read.
 #[allow(clippy::too_many_arguments)]
 async fn write_group(
     js: &jetstream::Context,
@@ -530,86 +526,85 @@ async fn write_group(
     metrics: &AggregatorMetrics,
     query_url: Option<&str>,
     d: Delta,
-    cached: Option<(u64, ErrorGroup)>,
+    cached: Option<Current>,
     receiver: Option<String>,
     opts: MergeOptions,
     now: i64,
-) -> Result<(String, u64, ErrorGroup), (Delta, String)> {
+) -> Result<(String, Current), (Delta, String)> {
     let key = d.key();
-    let mut current = cached;
-    for _ in 0..10 {
-        let from_cache = current.is_some();
-        let (revision, stored) = match current.take() {
-            Some((r, g)) => (r, Some(g)),
-            None => match bucket.entry(&key).await {
-                Ok(Some(e)) if e.operation == kv::Operation::Put => (
-                    e.revision,
-                    serde_json::from_slice::<ErrorGroup>(&e.value).ok(),
-                ),
-                Ok(Some(e)) => (e.revision, None),
-                Ok(None) => (0, None),
-                Err(err) => return Err((d, err.to_string())),
-            },
-        };
-        let (group, kind) = merge(stored.as_ref(), &d, &opts, now);
-        if kind.is_some() && from_cache {
-            // Decide a notification only on what is stored now: another
-            // instance may have moved the group on since it was cached.
-            continue;
-        }
-        if let Some(kind) = kind {
-            match &receiver {
-                Some(receiver) => {
-                    let n = group_notification(
-                        &group,
-                        kind,
-                        format!("{key}-{revision}"),
-                        receiver.clone(),
-                        query_url,
-                        now,
-                    );
-                    if let Err(err) = outbox::publish(js, &n).await {
-                        return Err((d, err));
+    let mut from_cache = cached.is_some();
+    let (delta, owner, group_key, opts) = (&d, &receiver, &key, &opts);
+    let decide = move |current: Current| {
+        let from_cache = std::mem::take(&mut from_cache);
+        async move {
+            let stored = current
+                .value()
+                .and_then(|v| serde_json::from_slice::<ErrorGroup>(v).ok());
+            let (group, kind) = merge(stored.as_ref(), delta, opts, now);
+            if kind.is_some() && from_cache {
+                return Decision::Reread;
+            }
+            if let Some(kind) = kind {
+                match owner {
+                    Some(receiver) => {
+                        let n = group_notification(
+                            &group,
+                            kind,
+                            format!("{group_key}-{}", current.revision()),
+                            receiver.clone(),
+                            query_url,
+                            now,
+                        );
+                        if let Err(err) = outbox::publish(js, &n).await {
+                            return Decision::Done(Err(err));
+                        }
                     }
-                }
-                None => {
-                    metrics.unowned.inc();
+                    None => {
+                        metrics.unowned.inc();
+                    }
                 }
             }
-        }
-        let value = match serde_json::to_vec(&group) {
-            Ok(v) => bytes::Bytes::from(v),
-            Err(err) => return Err((d, err.to_string())),
-        };
-        let written = if revision == 0 {
-            bucket.create(&key, value).await.map_err(|e| e.to_string())
-        } else {
-            bucket
-                .update(&key, value, revision)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match written {
-            Ok(new_revision) => {
-                metrics.group_writes.inc();
-                if let Some(kind) = kind {
-                    metrics.notifications.inc();
-                    if receiver.is_some() {
-                        metrics.delivery.published(kind.as_str());
-                    }
-                    if kind == Kind::NewGroup {
-                        metrics.groups_new.inc();
+            match serde_json::to_vec(&group) {
+                Ok(v) => {
+                    let value = bytes::Bytes::from(v);
+                    Decision::Write {
+                        value: value.clone(),
+                        outcome: Ok((kind, value)),
                     }
                 }
-                return Ok((key, new_revision, group));
+                Err(err) => Decision::Done(Err(err.to_string())),
             }
-            Err(_) => {
+        }
+    };
+    let updated = match cas::update_async(bucket, &key, 10, cached, decide).await {
+        Ok(updated) => updated,
+        Err(err) => {
+            if let CasError::Conflict { times } = err {
                 // Changed by another instance (or the cache was stale).
-                metrics.write_conflicts.inc();
+                metrics.write_conflicts.inc_by(u64::from(times));
             }
+            return Err((d, err.to_string()));
+        }
+    };
+    metrics.write_conflicts.inc_by(u64::from(updated.conflicts));
+    let (kind, value) = match updated.outcome {
+        Ok(written) => written,
+        Err(err) => return Err((d, err)),
+    };
+    let Some(revision) = updated.revision else {
+        return Err((d, "the group was not written".into()));
+    };
+    metrics.group_writes.inc();
+    if let Some(kind) = kind {
+        metrics.notifications.inc();
+        if receiver.is_some() {
+            metrics.delivery.published(kind.as_str());
+        }
+        if kind == Kind::NewGroup {
+            metrics.groups_new.inc();
         }
     }
-    Err((d, "too many concurrent changes".into()))
+    Ok((key, Current::Value { revision, value }))
 }
 
 struct CountWriter {
@@ -685,7 +680,7 @@ impl CountWriter {
                 for ((app, hour), services) in failed {
                     for (service, levels) in services {
                         for (level, n) in levels {
-                            tally.add_n(&app, &service, level, hour * 3600 * NS, n);
+                            tally.add_n(&app, &service, level, hour * NS_PER_HOUR, n);
                         }
                     }
                 }
@@ -698,6 +693,8 @@ impl CountWriter {
     }
 }
 
+/// Adds `add` to `app`'s stored counts of `hour` by compare-and-set, at
+/// most 20 attempts.
 async fn add_counts(
     bucket: &kv::Store,
     app: &str,
@@ -705,36 +702,110 @@ async fn add_counts(
     add: &counts::ServiceCounts,
 ) -> Result<(), String> {
     let key = hour_key(app, hour);
-    for _ in 0..20 {
-        let entry = bucket.entry(&key).await.map_err(|e| e.to_string())?;
-        let (revision, mut stored) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => (
-                e.revision,
-                serde_json::from_slice(&e.value).unwrap_or_else(|_| empty_hour(app, hour)),
-            ),
-            Some(e) => (e.revision, empty_hour(app, hour)),
-            None => (0, empty_hour(app, hour)),
+    let updated = cas::update(bucket, &key, 20, |current| {
+        match added_counts(current, app, hour, add) {
+            Ok(value) => Decision::Write {
+                value,
+                outcome: Ok(()),
+            },
+            Err(err) => Decision::Done(Err(err)),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    updated.outcome
+}
+
+/// The stored counts of `app`'s `hour` (a value that does not parse counts
+/// as none) plus `add`, as they are stored.
+fn added_counts(
+    current: &Current,
+    app: &str,
+    hour: i64,
+    add: &counts::ServiceCounts,
+) -> Result<bytes::Bytes, String> {
+    let mut stored: counts::HourCounts = current
+        .value()
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .unwrap_or_else(|| empty_hour(app, hour));
+    stored.add(add);
+    serde_json::to_vec(&stored)
+        .map(bytes::Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Level;
+
+    fn counts(service: &str, level: Level, n: u64) -> counts::ServiceCounts {
+        [(service.to_string(), [(level, n)].into())].into()
+    }
+
+    fn stored(value: &[u8]) -> counts::HourCounts {
+        serde_json::from_slice(value).unwrap()
+    }
+
+    #[test]
+    fn counts_add_to_what_is_stored() {
+        let first = added_counts(&Current::Absent, "shop", 7, &counts("web", Level::Error, 2));
+        let first = first.unwrap();
+        let mut want = empty_hour("shop", 7);
+        want.add(&counts("web", Level::Error, 2));
+        assert_eq!(stored(&first), want);
+
+        let current = Current::Value {
+            revision: 3,
+            value: first,
         };
-        stored.add(add);
-        let value: bytes::Bytes = serde_json::to_vec(&stored)
-            .map_err(|e| e.to_string())?
-            .into();
-        let written = if revision == 0 {
-            bucket
-                .create(&key, value)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else {
-            bucket
-                .update(&key, value, revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        if written.is_ok() {
-            return Ok(());
+        let second = added_counts(&current, "shop", 7, &counts("web", Level::Error, 5)).unwrap();
+        assert_eq!(stored(&second).counts["web"][&Level::Error], 7);
+    }
+
+    #[test]
+    fn deleted_or_unreadable_counts_start_again() {
+        let add = counts("web", Level::Warn, 1);
+        let mut want = empty_hour("shop", 7);
+        want.add(&add);
+        for current in [
+            Current::Deleted { revision: 4 },
+            Current::Value {
+                revision: 4,
+                value: bytes::Bytes::from_static(b"not json"),
+            },
+        ] {
+            let value = added_counts(&current, "shop", 7, &add).unwrap();
+            assert_eq!(stored(&value), want, "{current:?}");
         }
     }
-    Err("too many concurrent changes".into())
+
+    #[test]
+    fn the_cache_evicts_the_least_recently_written_group() {
+        let group = |revision| Current::Deleted { revision };
+        let mut cache = Cache::new(2);
+        assert_eq!(cache.insert("a".into(), group(1)), 0);
+        assert_eq!(cache.insert("b".into(), group(2)), 0);
+        // Written again (taken, then put back): now the most recent.
+        let a = cache.take("a").unwrap();
+        assert_eq!(cache.insert("a".into(), a), 0);
+        assert_eq!(cache.insert("c".into(), group(3)), 1);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.take("b").is_none(), "b was the least recent");
+        assert!(matches!(
+            cache.take("a"),
+            Some(Current::Deleted { revision: 1 })
+        ));
+        // Replacing a group under its key evicts nothing.
+        assert_eq!(cache.insert("c".into(), group(4)), 0);
+        assert!(matches!(
+            cache.take("c"),
+            Some(Current::Deleted { revision: 4 })
+        ));
+        assert_eq!(cache.len(), 0);
+        // A cap of zero holds one group.
+        let mut cache = Cache::new(0);
+        assert_eq!(cache.insert("a".into(), group(1)), 0);
+        assert_eq!(cache.insert("b".into(), group(2)), 1);
+    }
 }

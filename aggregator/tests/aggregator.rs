@@ -8,6 +8,7 @@ use sluice_aggregator::{AggregatorError, Reader};
 use sluice_core::Level;
 use sluice_core::config::Config;
 use sluice_core::record::now_nanos;
+use sluice_core::time::NS_PER_HOUR;
 use sluice_testing::{
     Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
     wait_for,
@@ -84,7 +85,7 @@ async fn ready(nats: &NatsServer) -> (jetstream::Context, Reader) {
 /// Records counted for `app` in the hours from an hour before `now`.
 async fn last_hour_total(reader: &Reader, app: &str, now: i64) -> u64 {
     let hours = reader
-        .hourly_counts(app, now - 3_600_000_000_000, now)
+        .hourly_counts(app, now - NS_PER_HOUR, now)
         .await
         .unwrap();
     hours.iter().map(|h| h.total()).sum()
@@ -203,7 +204,7 @@ async fn groups_owners_and_hourly_counts() {
     .await;
     // The records were made within the last minutes: one or two hours.
     let hours = reader
-        .hourly_counts("shop", now - 3_600_000_000_000, now)
+        .hourly_counts("shop", now - NS_PER_HOUR, now)
         .await
         .unwrap();
     let level = |l: Level| -> u64 {

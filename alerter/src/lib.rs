@@ -44,9 +44,11 @@ use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use sluice_core::config::Config;
 use sluice_core::deadletter;
+use sluice_core::kv::{self as cas, CasError};
 use sluice_core::record::now_nanos;
 use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
 use sluice_core::subject::{Misfiled, decode_views_checked};
+use sluice_core::time::{NS_PER_SEC as NS, ns_to_secs_f64, secs_to_ns};
 use sluice_notify::{Deliverer, Notification, outbox};
 
 use crate::metrics::AlerterMetrics;
@@ -61,7 +63,6 @@ pub const GROUPS_BUCKET: &str = "sluice_alerts";
 pub const CHECKPOINT_KEY: &str = "checkpoint";
 /// How long an alert group's state is kept after its last change.
 const GROUP_STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-const NS: i64 = 1_000_000_000;
 /// A notification another instance published but whose state nobody
 /// stored is completed by this instance after this long.
 const ORPHAN_AFTER_NS: i64 = 30 * NS;
@@ -168,6 +169,7 @@ pub async fn run(
         .enumerate()
         .filter_map(|(i, s)| Silence::from_config(s, i))
         .collect();
+    metrics.silences_loaded.set(file_silences.len() as i64);
     let mut state = Loop {
         js: js.clone(),
         groups_kv,
@@ -186,9 +188,7 @@ pub async fn run(
         unconfirmed: HashMap::new(),
         orphans: HashMap::new(),
         spike_factor: acfg.ingest_spike_factor,
-        max_lag_ns: i64::try_from(acfg.max_lag_secs)
-            .unwrap_or(i64::MAX / NS)
-            .saturating_mul(NS),
+        max_lag_ns: secs_to_ns(acfg.max_lag_secs),
         stream: config.nats.stream.clone(),
     };
     let start = state.start_time(&engine, acfg.max_replay_secs, now).await;
@@ -389,10 +389,7 @@ impl Loop {
                 .map(|c| c.read_until),
             _ => None,
         };
-        let floor = now
-            - i64::try_from(max_replay_secs)
-                .unwrap_or(i64::MAX / NS)
-                .saturating_mul(NS);
+        let floor = now - secs_to_ns(max_replay_secs);
         let from = checkpoint.map_or(now - window, |c| c.min(now - window));
         from.max(floor)
     }
@@ -415,7 +412,7 @@ impl Loop {
         let now = now_nanos();
         self.metrics
             .processing_delay_seconds
-            .set((now - published).max(0) as f64 / 1e9);
+            .set(ns_to_secs_f64((now - published).max(0)));
         let records = match decode_views_checked(&msg.subject, &msg.payload) {
             Ok(r) => r,
             Err(misfiled) => return (seq, Some(misfiled)),
@@ -510,11 +507,9 @@ impl Loop {
             let reads_all = matches!(info.config.filter_subject.as_str(), "" | "logs.>");
             let oldest = if reads_all {
                 match stream.get_raw_message(floor + 1).await {
-                    Ok(m) => Some(
-                        (now - (m.time.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64))
-                            as f64
-                            / 1e9,
-                    ),
+                    Ok(m) => Some(ns_to_secs_f64(
+                        now - (m.time.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64),
+                    )),
                     Err(_) => None,
                 }
             } else {
@@ -522,7 +517,7 @@ impl Loop {
             };
             let sample = system::ConsumerSample {
                 outstanding: info.num_pending + info.num_ack_pending as u64,
-                secs_since_ack_moved: (now - since) as f64 / 1e9,
+                secs_since_ack_moved: ns_to_secs_f64(now - since),
                 oldest_unacked_secs: oldest,
             };
             let delay = system::processing_delay(&sample);
@@ -533,7 +528,7 @@ impl Loop {
             engine.set_condition(
                 rule,
                 &[&name],
-                delay * 1e9 > self.max_lag_ns as f64,
+                delay > ns_to_secs_f64(self.max_lag_ns),
                 delay as u64,
                 &detail,
                 now,
@@ -556,6 +551,7 @@ impl Loop {
             Ok(stored) => {
                 self.silences = self.file_silences.clone();
                 self.silences.extend(stored);
+                self.metrics.silences_loaded.set(self.silences.len() as i64);
             }
             Err(err) => {
                 tracing::debug!(error = %err, "cannot read silences; keeping the last ones")
@@ -625,15 +621,13 @@ impl Loop {
         key: &str,
         now: i64,
     ) -> Result<(), String> {
-        let entry = self.groups_kv.entry(key).await.map_err(|e| e.to_string())?;
-        let (revision, stored) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => (
-                e.revision,
-                serde_json::from_slice::<GroupState>(&e.value).ok(),
-            ),
-            Some(e) => (e.revision, None),
-            None => (0, None),
-        };
+        let current = cas::read(&self.groups_kv, key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let revision = current.revision();
+        let stored = current
+            .value()
+            .and_then(|v| serde_json::from_slice::<GroupState>(v).ok());
         if let Some(s) = &stored
             && engine
                 .last_notified(&due.key)
@@ -679,41 +673,35 @@ impl Loop {
         let value: bytes::Bytes = serde_json::to_vec(&state)
             .map_err(|e| e.to_string())?
             .into();
-        let written = if revision == 0 {
-            self.groups_kv
-                .create(key, value)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else {
-            self.groups_kv
-                .update(key, value, revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        match written {
-            Ok(()) => {
+        match cas::write(&self.groups_kv, key, revision, value).await {
+            Ok(_) => {
                 self.unconfirmed.remove(&id);
                 self.orphans.remove(&id);
                 self.metrics.delivery.published(n.kind.as_str());
                 tracing::info!(rule = %state.rule, kind = %n.kind, count = n.count, id = %n.id, "notification queued");
                 engine.apply(&state, now);
             }
-            Err(_) => {
-                // Changed since read (another instance stored its state) or
-                // a failed write: take what is stored, if it moved on.
+            Err(CasError::Conflict { .. }) => {
+                // Changed since read: another instance stored its state.
+                // Take what is stored, if it moved on.
                 self.metrics.claimed_elsewhere.inc();
-                if let Ok(Some(e)) = self.groups_kv.entry(key).await
-                    && e.revision != revision
+                if let Ok(stored) = cas::read(&self.groups_kv, key).await
+                    && stored.revision() != revision
                 {
                     self.unconfirmed.remove(&id);
                     self.orphans.remove(&id);
-                    if let Ok(s) = serde_json::from_slice::<GroupState>(&e.value) {
+                    if let Some(s) = stored
+                        .value()
+                        .and_then(|v| serde_json::from_slice::<GroupState>(v).ok())
+                    {
                         engine.apply(&s, now);
                     }
                 }
             }
+            // Published but not stored: the group stays due, and the next
+            // attempt finds the notification in the outbox (same id) and
+            // stores the state it was published with.
+            Err(err) => return Err(err.to_string()),
         }
         Ok(())
     }

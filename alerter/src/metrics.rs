@@ -24,6 +24,9 @@ pub struct AlerterMetrics {
     pub groups_refused: Counter,
     /// Due notifications not sent because a silence matched.
     pub silenced: Counter,
+    /// Silences the alerter holds: the configuration's and those stored
+    /// and in force at the last read of the bucket, set on every read.
+    pub silences_loaded: Gauge,
     /// Due notifications another instance had already sent.
     pub claimed_elsewhere: Counter,
     /// Age of the newest record processed when it was processed.
@@ -44,6 +47,7 @@ impl AlerterMetrics {
             groups: Gauge::default(),
             groups_refused: Counter::default(),
             silenced: Counter::default(),
+            silences_loaded: Gauge::default(),
             claimed_elsewhere: Counter::default(),
             processing_delay_seconds: Gauge::default(),
             delivery: DeliveryMetrics::register(r),
@@ -65,6 +69,11 @@ impl AlerterMetrics {
             "silenced",
             "Due notifications held back by a silence",
             m.silenced.clone(),
+        );
+        r.register(
+            "silences_loaded",
+            "Silences held, configured and stored, as of the last read",
+            m.silences_loaded.clone(),
         );
         r.register(
             "claimed_elsewhere",

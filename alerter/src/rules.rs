@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::Level;
 use sluice_core::codec::RecordView;
 use sluice_core::config::{RuleConfig, RuleKind};
+use sluice_core::time::{self, NS_PER_SEC as NS};
 
 use sluice_notify::notification::{
     Kind, Notification, Sample, refill_sample, search_link, truncate_bytes,
@@ -65,7 +66,6 @@ const FUTURE_TOLERANCE_NS: i64 = 60 * NS;
 /// Most entries tracked per `every` group for de-duplication across
 /// instances; older ones are merged (their counts stay exact).
 const MAX_PENDING_ENTRIES: usize = 4096;
-const NS: i64 = 1_000_000_000;
 
 /// How a rule decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +111,6 @@ pub struct Rule {
     pattern: Option<String>,
 }
 
-fn secs_ns(secs: u64) -> i64 {
-    i64::try_from(secs)
-        .unwrap_or(i64::MAX / NS)
-        .min(i64::MAX / NS)
-        .saturating_mul(NS)
-}
-
 impl Rule {
     /// The engine's form of a configured rule.
     pub fn from_config(c: &RuleConfig) -> Rule {
@@ -132,12 +125,12 @@ impl Rule {
                 RuleKind::Threshold => Mode::Threshold(c.threshold.unwrap_or(1).max(1)),
                 RuleKind::Absence => Mode::Absence,
             },
-            window_ns: secs_ns(c.window_secs.max(1)),
+            window_ns: time::secs_to_ns(c.window_secs.max(1)),
             group_by: c.group_by.clone(),
             receiver: c.receiver.clone(),
-            group_wait_ns: secs_ns(c.group_wait_secs),
-            group_interval_ns: secs_ns(c.group_interval_secs.max(1)),
-            repeat_interval_ns: secs_ns(c.repeat_interval_secs.max(1)),
+            group_wait_ns: time::secs_to_ns(c.group_wait_secs),
+            group_interval_ns: time::secs_to_ns(c.group_interval_secs.max(1)),
+            repeat_interval_ns: time::secs_to_ns(c.repeat_interval_secs.max(1)),
             pattern: c.pattern.as_ref().map(|p| p.0.as_str().to_string()),
         }
     }
@@ -151,7 +144,7 @@ impl Rule {
             min_level: Level::Fatal,
             attrs: BTreeMap::new(),
             mode: Mode::Condition,
-            window_ns: secs_ns(window_secs.max(1)),
+            window_ns: time::secs_to_ns(window_secs.max(1)),
             group_by: group_by.iter().map(|s| s.to_string()).collect(),
             receiver: receiver.to_string(),
             group_wait_ns: 0,

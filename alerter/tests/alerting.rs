@@ -11,6 +11,7 @@ use sluice_alerter::AlerterError;
 use sluice_core::Level;
 use sluice_core::config::Config;
 use sluice_core::record::parse_ts;
+use sluice_core::time::NS_PER_MS;
 use sluice_testing::{
     Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
     try_metric_value, wait_for,
@@ -160,7 +161,7 @@ fn assert_spaced(got: &[Hook], rule: &str, interval: Duration) {
             assert!(
                 w[1] - w[0] >= interval.as_nanos() as i64,
                 "{rule}/{group}: two notifications {} ms apart",
-                (w[1] - w[0]) / 1_000_000
+                (w[1] - w[0]) / NS_PER_MS
             );
         }
     }

@@ -13,6 +13,7 @@ use sluice_alerter::rules::GroupState;
 use sluice_alerter::silence::{self, Silence};
 use sluice_core::config::Config;
 use sluice_core::record::{format_ts, now_nanos, parse_ts};
+use sluice_core::time::duration_to_ns;
 
 #[derive(Subcommand)]
 pub enum AlertsCmd {
@@ -65,7 +66,7 @@ pub fn build_silence(
             if d.is_zero() {
                 bail!("--for must be positive");
             }
-            now.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            now.saturating_add(duration_to_ns(d))
         }
         (None, Some(u)) => {
             parse_ts(u).with_context(|| format!("--until {u:?} is not an RFC 3339 time"))?
@@ -225,7 +226,7 @@ mod tests {
             now,
         )
         .unwrap();
-        assert_eq!(s.until, now + 7200 * 1_000_000_000);
+        assert_eq!(s.until, now + 7200 * sluice_core::time::NS_PER_SEC);
         assert_eq!(s.labels["service"], "checkout");
         for (labels, d, u, words) in [
             (vec!["x".to_string()], Some("1h"), None, "NAME=VALUE"),

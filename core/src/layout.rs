@@ -14,12 +14,12 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
+use crate::time::NS_PER_HOUR as HOUR_NS;
+
 /// Suffix of a blob.
 pub const BLOB_SUFFIX: &str = ".ndjson.gz";
 /// Suffix of a blob's sidecar index.
 pub const INDEX_SUFFIX: &str = ".ndjson.gz.idx";
-
-const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// One app's hour: the unit of filing and compaction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

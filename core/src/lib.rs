@@ -4,12 +4,13 @@
 //! its JSON form, the MessagePack [`codec`] spoken on the wire, validation of
 //! [`names`] that end up in subjects and object keys, the [`subject`] check
 //! every consumer of `LOGS` makes and the [`deadletter`] stream it sets
-//! refused messages aside on, the one TOML [`config`]
-//! schema, [`nats`] connection and stream helpers, the object [`store`], the
-//! [`role`] runtime every long-running process is built on (lifecycle, the
-//! [`admin`] endpoint, set-up retry with the one [`backoff`]) and
-//! [`telemetry`] set-up. The harness that starts real
-//! servers for integration tests is the `sluice-testing` crate.
+//! refused messages aside on, the one TOML [`config`] schema, [`nats`]
+//! connection and stream helpers, the one compare-and-set loop on JetStream
+//! [`kv`], the [`time`] units and timestamp scanners, the object [`store`],
+//! the [`role`] runtime every long-running process is built on (lifecycle,
+//! the [`admin`] endpoint, set-up retry with the one [`backoff`]) and
+//! [`telemetry`] set-up. The harness that starts real servers for
+//! integration tests is the `sluice-testing` crate.
 
 pub mod admin;
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod config;
 pub mod deadletter;
 pub mod index;
+pub mod kv;
 pub mod layout;
 pub mod names;
 pub mod nats;
@@ -26,5 +28,6 @@ pub mod shutdown;
 pub mod store;
 pub mod subject;
 pub mod telemetry;
+pub mod time;
 
 pub use record::{Level, Record};

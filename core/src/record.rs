@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Set when the line was longer than the configured maximum; the value is the
@@ -117,6 +116,20 @@ impl Level {
         };
         Some(level)
     }
+
+    /// The level of a syslog severity (RFC 5424 §6.2.1): 0–2 (emergency,
+    /// alert, critical) Fatal, 3 Error, 4 Warn, 5–6 (notice,
+    /// informational) Info, 7 Debug; `None` above 7.
+    pub fn from_syslog_severity(severity: u64) -> Option<Level> {
+        Some(match severity {
+            0..=2 => Level::Fatal,
+            3 => Level::Error,
+            4 => Level::Warn,
+            5 | 6 => Level::Info,
+            7 => Level::Debug,
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Display for Level {
@@ -186,21 +199,7 @@ impl Record {
     }
 }
 
-/// Formats nanoseconds since the epoch as RFC 3339 UTC with nine fractional
-/// digits, e.g. `2026-11-22T10:00:00.123456789Z`.
-pub fn format_ts(nanos: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-/// Parses an RFC 3339 timestamp (any offset) into nanoseconds since the epoch.
-/// Returns `None` when the text is not RFC 3339 or lies outside the range
-/// representable in an `i64` of nanoseconds (years 1677–2262).
-pub fn parse_ts(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()?
-        .with_timezone(&Utc)
-        .timestamp_nanos_opt()
-}
+pub use crate::time::{format_ts, now_nanos, parse_ts};
 
 /// Serde adapter rendering `i64` nanoseconds as RFC 3339 text.
 pub mod rfc3339_nanos {
@@ -247,11 +246,6 @@ impl IdGen {
             .unwrap_or_else(|_| ulid::Ulid::new())
             .to_string()
     }
-}
-
-/// Nanoseconds since the epoch, now.
-pub fn now_nanos() -> i64 {
-    Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -305,6 +299,16 @@ mod tests {
     }
 
     #[test]
+    fn syslog_severities() {
+        let levels: Vec<_> = (0..=8).map(Level::from_syslog_severity).collect();
+        use Level::*;
+        let want = [Fatal, Fatal, Fatal, Error, Warn, Info, Info, Debug];
+        assert_eq!(levels[..8], want.map(Some));
+        assert_eq!(levels[8], None);
+        assert_eq!(Level::from_syslog_severity(u64::MAX), None);
+    }
+
+    #[test]
     fn ids_are_unique_and_sorted() {
         let mut generator = IdGen::new();
         let ids: Vec<String> = (0..10_000).map(|_| generator.next_id()).collect();
@@ -312,20 +316,5 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted, ids);
-    }
-
-    #[test]
-    fn timestamps_round_trip() {
-        for text in [
-            "1970-01-01T00:00:00.000000000Z",
-            "2262-04-11T23:47:16.854775807Z",
-        ] {
-            assert_eq!(format_ts(parse_ts(text).unwrap()), text);
-        }
-        assert_eq!(
-            parse_ts("2026-11-22T11:00:00+01:00"),
-            parse_ts("2026-11-22T10:00:00Z")
-        );
-        assert_eq!(parse_ts("yesterday"), None);
     }
 }

@@ -51,10 +51,10 @@ use crate::admin::{self, Admin};
 use crate::backoff::Backoff;
 use crate::config::{NatsConfig, host_name};
 use crate::record::now_nanos;
+use crate::time::{NS_PER_SEC, secs_to_ns};
 
 /// How long [`Role::finish`] waits for the role's tasks.
 pub const FINISH_GRACE: Duration = Duration::from_secs(30);
-const NS: i64 = 1_000_000_000;
 
 /// Why a role could not start or run: what every role shares. Each is
 /// permanent (retrying with the same settings cannot help); what can be
@@ -353,14 +353,12 @@ impl Role {
     /// heartbeat has not beaten for `stall_secs`.
     pub fn heartbeat(&self, work: &'static str, stall_secs: u64) -> Heartbeat {
         let beat = Heartbeat(Arc::new(AtomicI64::new(now_nanos())));
-        let stall_ns = i64::try_from(stall_secs)
-            .unwrap_or(i64::MAX / NS)
-            .saturating_mul(NS);
+        let stall_ns = secs_to_ns(stall_secs);
         let last = beat.0.clone();
         self.health(Arc::new(move || {
             let idle = now_nanos().saturating_sub(last.load(Ordering::Relaxed));
             if idle > stall_ns {
-                Err(format!("{work} stalled for {}s", idle / NS))
+                Err(format!("{work} stalled for {}s", idle / NS_PER_SEC))
             } else {
                 Ok(())
             }

@@ -33,6 +33,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use sluice_core::Record;
 use sluice_core::index::IndexBuilder;
+use sluice_core::kv::{self as cas, Decision};
 use sluice_core::layout::{BLOB_SUFFIX, BlobKind, INDEX_SUFFIX, Partition};
 use sluice_core::record::now_nanos;
 use sluice_core::store::Store;
@@ -258,30 +259,43 @@ pub async fn run(
 /// claim when absent, and takes over a claim left by an earlier run of the
 /// same instance (it died holding it). A claim of another live instance is
 /// respected; one of a dead instance expires with the bucket's max age.
+/// At most two attempts, each deciding on what the key holds.
 pub async fn claim(claims: &Kv, key: &str, claimant: &str) -> bool {
-    if claims
-        .create(key, claimant.to_string().into())
-        .await
-        .is_ok()
-    {
-        return true;
-    }
-    let Ok(Some(entry)) = claims.entry(key.to_string()).await else {
-        return false;
-    };
-    let held_by = String::from_utf8_lossy(&entry.value).to_string();
-    let instance = |c: &str| c.rsplit_once(':').map(|(i, _)| i.to_string());
-    if held_by != claimant
-        && instance(&held_by).is_some()
-        && instance(&held_by) == instance(claimant)
-    {
+    let value = bytes::Bytes::from(claimant.to_string());
+    let updated = cas::update(claims, key, 2, |current| {
+        let Some(held) = current.value() else {
+            return Decision::Write {
+                value: value.clone(),
+                outcome: (),
+            };
+        };
+        let held_by = String::from_utf8_lossy(held);
+        if !takes_over(&held_by, claimant) {
+            return Decision::Done(());
+        }
         tracing::info!(partition = key, previous = %held_by, "taking over a compaction claim from an earlier run");
-        return claims
-            .update(key, claimant.to_string().into(), entry.revision)
-            .await
-            .is_ok();
+        Decision::Write {
+            value: value.clone(),
+            outcome: (),
+        }
+    })
+    .await;
+    match updated {
+        Ok(updated) => updated.revision.is_some(),
+        Err(err) => {
+            if !err.is_conflict() {
+                tracing::debug!(partition = key, error = %err, "cannot claim a partition");
+            }
+            false
+        }
     }
-    false
+}
+
+/// Whether a claim `held_by` is one `claimant` takes over: another run
+/// (`:<process start>`) of the same instance.
+fn takes_over(held_by: &str, claimant: &str) -> bool {
+    let instance = |c: &str| c.rsplit_once(':').map(|(i, _)| i.to_string());
+    held_by != claimant && instance(held_by).is_some() && instance(held_by) == instance(claimant)
 }
 
 /// One pass over the dirty partitions.
@@ -333,8 +347,13 @@ pub async fn pass(
                 metrics.compaction_inputs_removed.inc_by(c.inputs as u64);
                 metrics.compaction_duplicates.inc_by(c.duplicates);
                 tracing::info!(partition = %partition.prefix(), inputs = c.inputs, outputs = c.outputs, records = c.records, duplicates = c.duplicates, "partition compacted");
-                // Fails when a blob was written since: compacted again later.
-                let _ = dirty.update(&key, CLEAN.into(), entry.revision).await;
+                // Conflicts when a blob was written since: compacted again
+                // later.
+                if let Err(err) = cas::write(dirty, &key, entry.revision, CLEAN.into()).await
+                    && !err.is_conflict()
+                {
+                    tracing::debug!(partition = %partition.prefix(), error = %err, "cannot mark a partition clean; it is compacted again later");
+                }
                 done += 1;
             }
             Err(err) => {
@@ -344,4 +363,21 @@ pub async fn pass(
         let _ = claims.delete(&key).await;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_earlier_run_of_the_same_instance_is_taken_over() {
+        assert!(takes_over("f1:100", "f1:200"));
+        assert!(!takes_over("f1:200", "f1:200"), "already ours");
+        assert!(!takes_over("f2:100", "f1:200"), "another instance");
+        assert!(!takes_over("f1", "f1:200"), "not a claimant");
+        assert!(!takes_over("", "f1:200"));
+        // The instance is everything before the last colon.
+        assert!(takes_over("a:b:1", "a:b:2"));
+        assert!(!takes_over("a:1", "a:b:2"));
+    }
 }

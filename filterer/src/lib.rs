@@ -49,6 +49,7 @@ use sluice_core::record::now_nanos;
 use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
 use sluice_core::store::Store;
 use sluice_core::subject::{Misfiled, decode_checked};
+use sluice_core::time;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::blobs::{StoreHealth, write_blob};
@@ -139,11 +140,9 @@ pub async fn run(
     // Router thread.
     let router_cfg = RouterConfig {
         max_blob_bytes: fcfg.max_blob_bytes,
-        flush_interval_ns: i64::try_from(flush_interval.as_nanos()).unwrap_or(i64::MAX),
+        flush_interval_ns: time::duration_to_ns(flush_interval),
         max_buffer_bytes: fcfg.max_buffer_bytes,
-        future_tolerance_ns: i64::try_from(fcfg.future_tolerance_secs)
-            .unwrap_or(i64::MAX / 1_000_000_000)
-            .saturating_mul(1_000_000_000),
+        future_tolerance_ns: time::secs_to_ns(fcfg.future_tolerance_secs),
     };
     let buffered = Arc::new(AtomicI64::new(0));
     let router_thread = {
@@ -196,9 +195,7 @@ pub async fn run(
                 writer: id.clone(),
                 claimant: role.claimant().to_string(),
                 max_blob_bytes: fcfg.max_blob_bytes,
-                grace_ns: i64::try_from(fcfg.compaction_grace_secs)
-                    .unwrap_or(i64::MAX / 1_000_000_000)
-                    .saturating_mul(1_000_000_000),
+                grace_ns: time::secs_to_ns(fcfg.compaction_grace_secs),
                 gzip_level: fcfg.gzip_level,
             },
             Duration::from_secs(fcfg.compaction_interval_secs.max(1)),

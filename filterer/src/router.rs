@@ -201,13 +201,12 @@ mod tests {
     use super::*;
     use sluice_core::Level;
     use sluice_core::record::parse_ts;
-
-    const HOUR: i64 = 3_600_000_000_000;
+    use sluice_core::time::{NS_PER_HOUR as HOUR, NS_PER_SEC};
 
     fn cfg() -> RouterConfig {
         RouterConfig {
             max_blob_bytes: 10_000,
-            flush_interval_ns: 60_000_000_000,
+            flush_interval_ns: 60 * NS_PER_SEC,
             max_buffer_bytes: 100_000,
             future_tolerance_ns: HOUR,
         }
@@ -327,7 +326,7 @@ mod tests {
             &mut ready,
         );
         assert!(r.due(t).is_empty());
-        assert_eq!(r.due(t + 61_000_000_000).len(), 1);
+        assert_eq!(r.due(t + 61 * NS_PER_SEC).len(), 1);
         r.push(
             2,
             "b",

@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime};
 use sluice_core::config::{Config, ReceiverConfig, ReceiverKind};
 
 use sluice_core::backoff::Backoff;
+use sluice_core::record::now_nanos;
+use sluice_core::time::NS_PER_SEC;
 
 use crate::notification::{MAX_SAMPLE_BYTES, MAX_SAMPLES, Notification};
 use crate::policy::{Outcome, classify};
@@ -116,9 +118,7 @@ impl Deliverer {
                 .body(slack::slack_body(&n).to_string()),
             ReceiverKind::Webhook => {
                 let body = webhook::webhook_body(&n);
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
+                let now = now_nanos().div_euclid(NS_PER_SEC);
                 let mut req = self
                     .client
                     .post(url)

@@ -23,7 +23,10 @@
 //!   is recorded there before the acknowledgement. Any number of instances
 //!   can run the delivery loop: a notification redelivered to another
 //!   instance (a lost acknowledgement, an expired ack wait) finds the record
-//!   and is acknowledged without a second delivery.
+//!   and is acknowledged without a second delivery. A claim held by
+//!   another instance (or contended on every attempt) puts the message back
+//!   for 10 s; one that cannot be read or written at all (NATS away) for 2 s,
+//!   and is logged.
 //! - The one remaining window is a process killed after the receiver
 //!   accepted and before the record was written: the notification is sent
 //!   again once its claim goes stale. Receivers can de-duplicate by the id
@@ -36,7 +39,9 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sluice_core::config::NatsConfig;
+use sluice_core::kv::{self as cas, CasError, Current, Decision};
 use sluice_core::record::now_nanos;
+use sluice_core::time::{self, NS_PER_SEC};
 use tokio::sync::Semaphore;
 
 use crate::deliver::Deliverer;
@@ -55,7 +60,7 @@ pub const CLAIMS_BUCKET: &str = "sluice_outbox_claims";
 /// How long a delivery may hold a message without a progress report.
 const ACK_WAIT: Duration = Duration::from_secs(60);
 /// A claim older than this whose holder stopped reporting is taken over.
-const CLAIM_STALE_NS: i64 = 90 * 1_000_000_000;
+const CLAIM_STALE_NS: i64 = 90 * NS_PER_SEC;
 /// Deliveries in flight per instance.
 const CONCURRENCY: usize = 16;
 /// How long pending notifications are kept at most.
@@ -175,59 +180,53 @@ enum Claim {
     Busy,
 }
 
+/// What an attempt does instead of claiming a notification whose claim is
+/// in state `current` at `now`; `None` when it may claim it.
+fn refusal(current: &Current, now: i64) -> Option<Claim> {
+    let state = serde_json::from_slice::<ClaimState>(current.value()?);
+    match state {
+        Ok(ClaimState::Delivered { .. } | ClaimState::Rejected { .. }) => Some(Claim::Done),
+        // Even this process's own claim is only taken over when stale: a
+        // redelivery may arrive while the first attempt is still under way.
+        Ok(ClaimState::Claimed { at, .. }) if now.saturating_sub(at) <= CLAIM_STALE_NS => {
+            Some(Claim::Busy)
+        }
+        Ok(ClaimState::Claimed { .. } | ClaimState::Free) | Err(_) => None,
+    }
+}
+
+/// Claims `key` for `instance` by compare-and-set, at most 5 attempts;
+/// another instance changing it every time counts as busy. An error is a
+/// failure to read or write the claim, not contention.
 async fn claim(claims: &kv::Store, key: &str, instance: &str) -> Result<Claim, String> {
     let mine = ClaimState::Claimed {
         by: instance.to_string(),
         at: now_nanos(),
     };
-    let value = serde_json::to_vec(&mine).map_err(|e| e.to_string())?;
-    for _ in 0..5 {
-        let entry = claims.entry(key).await.map_err(|e| e.to_string())?;
-        let result = match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let takeable = match serde_json::from_slice::<ClaimState>(&e.value) {
-                    Ok(ClaimState::Delivered { .. } | ClaimState::Rejected { .. }) => {
-                        return Ok(Claim::Done);
-                    }
-                    // Even this process's own claim is only taken over when
-                    // stale: a redelivery may arrive while the first
-                    // attempt is still under way.
-                    Ok(ClaimState::Claimed { at, .. }) => {
-                        now_nanos().saturating_sub(at) > CLAIM_STALE_NS
-                    }
-                    Ok(ClaimState::Free) | Err(_) => true,
-                };
-                if !takeable {
-                    return Ok(Claim::Busy);
-                }
-                claims
-                    .update(key, value.clone().into(), e.revision)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Some(e) => claims
-                .update(key, value.clone().into(), e.revision)
-                .await
-                .map_err(|e| e.to_string()),
-            None => claims
-                .create(key, value.clone().into())
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        match result {
-            Ok(revision) => return Ok(Claim::Ours(revision)),
-            // Someone changed it between our read and write: look again.
-            Err(_) => continue,
+    let value = bytes::Bytes::from(serde_json::to_vec(&mine).map_err(|e| e.to_string())?);
+    let updated = cas::update(claims, key, 5, |current| {
+        match refusal(current, now_nanos()) {
+            Some(refused) => Decision::Done(refused),
+            // The revision is known once written.
+            None => Decision::Write {
+                value: value.clone(),
+                outcome: Claim::Ours(0),
+            },
         }
+    })
+    .await;
+    match updated {
+        Ok(u) => Ok(u.revision.map_or(u.outcome, Claim::Ours)),
+        Err(CasError::Conflict { .. }) => Ok(Claim::Busy),
+        Err(err) => Err(err.to_string()),
     }
-    Ok(Claim::Busy)
 }
 
 async fn record(claims: &kv::Store, key: &str, state: &ClaimState, revision: u64) {
     let Ok(value) = serde_json::to_vec(state) else {
         return;
     };
-    if let Err(err) = claims.update(key, value.into(), revision).await {
+    if let Err(err) = cas::write(claims, key, revision, value.into()).await {
         tracing::warn!(key, error = %err, "cannot record the delivery state");
     }
 }
@@ -361,7 +360,7 @@ async fn deliver_one(
                     let _ = msg.ack_with(AckKind::Progress).await;
                     let fresh = ClaimState::Claimed { by: instance.to_string(), at: now_nanos() };
                     if let Ok(value) = serde_json::to_vec(&fresh)
-                        && let Ok(r) = claims.update(&key, value.into(), revision).await
+                        && let Ok(r) = cas::write(claims, &key, revision, value.into()).await
                     {
                         revision = r;
                     }
@@ -379,7 +378,7 @@ async fn deliver_one(
             metrics.outcome(&n.receiver, "delivered");
             metrics
                 .latency_seconds
-                .observe((now_nanos() - n.created).max(0) as f64 / 1e9);
+                .observe(time::ns_to_secs_f64((now_nanos() - n.created).max(0)));
             tracing::info!(id = %n.id, receiver = %n.receiver, kind = %n.kind, "notification delivered");
             if let Err(err) = msg.double_ack().await {
                 tracing::warn!(id = %n.id, error = %err, "ack of a delivered notification failed; its redelivery will be skipped");
@@ -417,6 +416,40 @@ mod tests {
         );
         assert_eq!(k, claim_key("r.3f2a/some group@7"));
         assert_ne!(k, claim_key("r.3f2a/some group@8"));
+    }
+
+    fn state(s: &ClaimState) -> Current {
+        Current::Value {
+            revision: 3,
+            value: serde_json::to_vec(s).unwrap().into(),
+        }
+    }
+
+    #[test]
+    fn what_may_be_claimed() {
+        let now = 1_000 * NS_PER_SEC;
+        let claimed = |at| ClaimState::Claimed { by: "a".into(), at };
+        let delivered = ClaimState::Delivered {
+            by: "b".into(),
+            at: 5,
+        };
+        let rejected = ClaimState::Rejected {
+            reason: "404".into(),
+        };
+        assert_eq!(refusal(&state(&delivered), now), Some(Claim::Done));
+        assert_eq!(refusal(&state(&rejected), now), Some(Claim::Done));
+        assert_eq!(refusal(&state(&claimed(now - 5)), now), Some(Claim::Busy));
+        let edge = now - CLAIM_STALE_NS;
+        assert_eq!(refusal(&state(&claimed(edge)), now), Some(Claim::Busy));
+        assert_eq!(refusal(&state(&claimed(edge - 1)), now), None, "stale");
+        assert_eq!(refusal(&state(&ClaimState::Free), now), None);
+        assert_eq!(refusal(&Current::Absent, now), None);
+        assert_eq!(refusal(&Current::Deleted { revision: 2 }, now), None);
+        let garbage = Current::Value {
+            revision: 2,
+            value: bytes::Bytes::from_static(b"?"),
+        };
+        assert_eq!(refusal(&garbage, now), None);
     }
 
     #[test]

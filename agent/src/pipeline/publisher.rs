@@ -72,7 +72,7 @@ impl Progress {
             return 0.0;
         }
         let since = self.last_ack_ns.load(Ordering::Relaxed).max(oldest);
-        (now - since).max(0) as f64 / 1e9
+        sluice_core::time::ns_to_secs_f64((now - since).max(0))
     }
 }
 
@@ -300,7 +300,7 @@ fn update_oldest(pending: &HashMap<u64, Pending>, progress: &Progress, metrics: 
     let age = if oldest == 0 {
         0
     } else {
-        (now_nanos() - oldest).max(0) / 1_000_000_000
+        (now_nanos() - oldest).max(0) / sluice_core::time::NS_PER_SEC
     };
     metrics.oldest_unacked_age_seconds.set(age);
 }

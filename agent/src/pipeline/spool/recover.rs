@@ -112,11 +112,10 @@ impl<'a> Scanner<'a> {
         while self.size.saturating_sub(start) >= magic_len as u64 {
             let n = (self.size - start).min(SCAN_CHUNK as u64) as usize;
             self.file.read_exact_at(&mut self.window[..n], start)?;
-            let candidates: Vec<u64> = self.window[..n]
-                .windows(magic_len)
-                .enumerate()
-                .filter(|(_, w)| *w == FRAME_MAGIC)
-                .map(|(i, _)| start + i as u64)
+            // The magic's bytes are distinct, so no two occurrences overlap
+            // and the search's non-overlapping matches are all of them.
+            let candidates: Vec<u64> = memchr::memmem::find_iter(&self.window[..n], &FRAME_MAGIC)
+                .map(|i| start + i as u64)
                 .collect();
             for candidate in candidates {
                 if self.probe(candidate)?.is_some() {

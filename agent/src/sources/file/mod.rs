@@ -89,9 +89,7 @@ impl Source {
         roots.dedup();
         let multiline = cfg.multiline.as_ref().map(|m| MultilineRule {
             start: m.start_pattern.0.clone(),
-            timeout_nanos: i64::try_from(m.timeout_ms)
-                .unwrap_or(i64::MAX / 1_000_000)
-                .saturating_mul(1_000_000),
+            timeout_nanos: sluice_core::time::ms_to_ns(m.timeout_ms),
             max_bytes: cfg.max_line_bytes,
         });
         Ok(Source {

@@ -247,7 +247,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SEC: i64 = 1_000_000_000;
+    const SEC: i64 = sluice_core::time::NS_PER_SEC;
 
     fn rule(pattern: &str, max_bytes: usize) -> MultilineRule {
         MultilineRule {

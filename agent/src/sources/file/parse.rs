@@ -25,11 +25,9 @@
 //! this module panics on any input; values out of range simply yield no
 //! timestamp.
 
-use std::fmt::{self, Write as _};
-
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{Map, Value};
 use sluice_core::record::{Level, parse_ts};
+use sluice_core::time;
 
 /// How many leading bytes of a plain line are searched for a level word.
 /// Level markers sit near the start of a line in every common format; looking
@@ -43,9 +41,6 @@ pub const MAX_ATTRS: usize = 64;
 /// Nested JSON objects are flattened to dotted keys up to this depth; deeper
 /// objects are kept as compact JSON text under the key reached so far.
 pub const MAX_FLATTEN_DEPTH: usize = 8;
-
-const NANOS_PER_SEC: i64 = 1_000_000_000;
-const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
 
 /// Keys consulted, in order, for a JSON line's level.
 const LEVEL_KEYS: [&str; 4] = ["level", "severity", "lvl", "log.level"];
@@ -167,7 +162,8 @@ fn json_level(value: &Value) -> Option<Level> {
 }
 
 /// A JSON time value: RFC 3339 (or any text form plain lines accept) or an
-/// epoch number whose unit is guessed from its magnitude.
+/// epoch number whose unit is guessed from its magnitude
+/// ([`time::EpochUnit`]).
 fn json_ts(value: &Value, now_nanos: i64) -> Option<i64> {
     match value {
         Value::String(text) => parse_ts(text).or_else(|| {
@@ -176,100 +172,11 @@ fn json_ts(value: &Value, now_nanos: i64) -> Option<i64> {
             let (nanos, used) = leading_ts(text.as_bytes(), now_nanos)?;
             (used == text.len()).then_some(nanos)
         }),
-        Value::Number(n) => {
-            if let Some(int) = n.as_i64() {
-                int.checked_mul(10i64.pow(epoch_unit_digits(int.unsigned_abs() as f64)))
-            } else {
-                // Either a float or an integer beyond i64, which no unit can
-                // bring into nanosecond range; the float path rejects it.
-                epoch_float(n.as_f64()?)
-            }
-        }
+        Value::Number(n) => match n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)) {
+            Some(int) => time::epoch_to_ns(int),
+            None => time::epoch_f64_to_ns(n.as_f64()?),
+        },
         _ => None,
-    }
-}
-
-/// Decimal digits per unit for an epoch number of the given magnitude: 9 for
-/// seconds, 6 for milliseconds, 3 for microseconds, 0 for nanoseconds (a unit
-/// is `10^digits` nanoseconds). Present-day times in each unit are orders of
-/// magnitude apart, so the thresholds are unambiguous.
-fn epoch_unit_digits(magnitude: f64) -> u32 {
-    if magnitude < 1e11 {
-        9
-    } else if magnitude < 1e14 {
-        6
-    } else if magnitude < 1e17 {
-        3
-    } else {
-        0
-    }
-}
-
-fn epoch_float(value: f64) -> Option<i64> {
-    if !value.is_finite() || value.abs() >= 9.0e18 {
-        return None;
-    }
-    let digits = epoch_unit_digits(value.abs());
-    // Scaling the f64 would lose precision (1795341600.123456 s is only
-    // representable to about 0.2 µs), so read the decimal digits of its
-    // shortest round-trip text instead: that is what the logger wrote.
-    let mut text = DecimalBuf::default();
-    if write!(text, "{}", value.abs()).is_err() {
-        // Only magnitudes far below one unit need more room than the buffer.
-        return Some((value * 10f64.powi(digits as i32)).round() as i64);
-    }
-    let bytes = text.as_bytes();
-    let point = bytes.iter().position(|&c| c == b'.').unwrap_or(bytes.len());
-    let (whole_digits, frac_digits) = bytes.split_at(point);
-    let mut whole: i64 = 0;
-    for &d in whole_digits {
-        whole = whole
-            .checked_mul(10)?
-            .checked_add(i64::from(d.checked_sub(b'0')?))?;
-    }
-    // Digits past the nanosecond are dropped, as for textual fractions.
-    let mut frac: i64 = 0;
-    for i in 0..digits as usize {
-        let d = frac_digits
-            .get(i + 1)
-            .filter(|d| d.is_ascii_digit())
-            .map_or(0, |d| d - b'0');
-        frac = frac * 10 + i64::from(d);
-    }
-    let nanos = whole.checked_mul(10i64.pow(digits))?.checked_add(frac)?;
-    Some(if value < 0.0 { -nanos } else { nanos })
-}
-
-/// A fixed-size buffer for formatting one float without allocating.
-struct DecimalBuf {
-    bytes: [u8; 48],
-    len: usize,
-}
-
-impl Default for DecimalBuf {
-    fn default() -> Self {
-        Self {
-            bytes: [0; 48],
-            len: 0,
-        }
-    }
-}
-
-impl DecimalBuf {
-    fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-}
-
-impl fmt::Write for DecimalBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
-        self.bytes
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
@@ -445,184 +352,12 @@ fn in_level_context(b: &[u8], start: usize, end: usize) -> bool {
 }
 
 // --- timestamp detection ---------------------------------------------------
+//
+// The scanners are `sluice_core::time`'s, shared with the syslog parser;
+// what is here is which of them a plain line tries, and where. Times
+// without a zone are read as UTC.
 
-/// A byte cursor for the timestamp scanners.
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(b: &'a [u8], i: usize) -> Self {
-        Self { b, i }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    /// Consumes `c` if it is next.
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Consumes exactly `n` digits as a number.
-    fn digits(&mut self, n: usize) -> Option<u32> {
-        let slice = self.b.get(self.i..self.i + n)?;
-        let mut value = 0u32;
-        for &d in slice {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            value = value * 10 + u32::from(d - b'0');
-        }
-        self.i += n;
-        Some(value)
-    }
-
-    /// Consumes one or two digits.
-    fn one_or_two_digits(&mut self) -> Option<u32> {
-        let first = self.digits(1)?;
-        match self.digits(1) {
-            Some(second) => Some(first * 10 + second),
-            None => Some(first),
-        }
-    }
-
-    /// Consumes an optional `.fff` or `,fff` fraction (at least one digit) and
-    /// returns it in nanoseconds. Digits beyond the ninth are skipped.
-    fn fraction(&mut self) -> u32 {
-        let has_fraction = matches!(self.peek(), Some(b'.' | b','))
-            && self.b.get(self.i + 1).is_some_and(u8::is_ascii_digit);
-        if !has_fraction {
-            return 0;
-        }
-        self.i += 1;
-        let mut value = 0u32;
-        let mut count = 0;
-        while let Some(d) = self.peek().filter(u8::is_ascii_digit) {
-            if count < 9 {
-                value = value * 10 + u32::from(d - b'0');
-                count += 1;
-            }
-            self.i += 1;
-        }
-        value * 10u32.pow(9 - count)
-    }
-
-    /// Consumes `hh:mm:ss` plus an optional fraction.
-    fn time(&mut self) -> Option<Time> {
-        let hour = self.digits(2)?;
-        self.eat(b':').then_some(())?;
-        let minute = self.digits(2)?;
-        self.eat(b':').then_some(())?;
-        let second = self.digits(2)?;
-        let nanos = self.fraction();
-        Some(Time {
-            hour,
-            minute,
-            second,
-            nanos,
-        })
-    }
-
-    /// Consumes a three-letter English month abbreviation, any case.
-    fn month_name(&mut self) -> Option<u32> {
-        let name = self.b.get(self.i..self.i + 3)?;
-        let mut lower = [0u8; 3];
-        for (dst, src) in lower.iter_mut().zip(name) {
-            *dst = src.to_ascii_lowercase();
-        }
-        let month = MONTHS.iter().position(|m| *m == lower)?;
-        self.i += 3;
-        u32::try_from(month + 1).ok()
-    }
-
-    /// Consumes a three-letter English weekday abbreviation, any case.
-    fn weekday_name(&mut self) -> Option<()> {
-        let name = self.b.get(self.i..self.i + 3)?;
-        let mut lower = [0u8; 3];
-        for (dst, src) in lower.iter_mut().zip(name) {
-            *dst = src.to_ascii_lowercase();
-        }
-        WEEKDAYS.contains(&lower).then_some(())?;
-        self.i += 3;
-        Some(())
-    }
-
-    /// Consumes an optional zone: `Z`, `+hh:mm`, `+hhmm` or `+hh` (or `-`).
-    /// Returns the offset east of UTC in seconds; `None` only for a malformed
-    /// or out-of-range zone. No zone at all means UTC.
-    fn zone(&mut self) -> Option<i64> {
-        match self.peek() {
-            Some(b'Z' | b'z') => {
-                self.i += 1;
-                Some(0)
-            }
-            Some(sign @ (b'+' | b'-'))
-                if self.b.get(self.i + 1).is_some_and(u8::is_ascii_digit) =>
-            {
-                self.i += 1;
-                let hours = self.digits(2)?;
-                let colon = self.eat(b':');
-                let minutes = match self.digits(2) {
-                    Some(m) => m,
-                    None if colon => return None,
-                    None => 0,
-                };
-                if hours > 23 || minutes > 59 {
-                    return None;
-                }
-                let secs = i64::from(hours * 3600 + minutes * 60);
-                Some(if sign == b'-' { -secs } else { secs })
-            }
-            _ => Some(0),
-        }
-    }
-}
-
-const MONTHS: [[u8; 3]; 12] = [
-    *b"jan", *b"feb", *b"mar", *b"apr", *b"may", *b"jun", *b"jul", *b"aug", *b"sep", *b"oct",
-    *b"nov", *b"dec",
-];
-const WEEKDAYS: [[u8; 3]; 7] = [
-    *b"mon", *b"tue", *b"wed", *b"thu", *b"fri", *b"sat", *b"sun",
-];
-
-/// A time of day as written in a line.
-#[derive(Clone, Copy)]
-struct Time {
-    hour: u32,
-    minute: u32,
-    second: u32,
-    nanos: u32,
-}
-
-/// Nanoseconds since the epoch for a local date and time at `offset_secs`
-/// east of UTC; `None` when the date or time is invalid or out of range.
-fn to_nanos(year: i32, month: u32, day: u32, time: Time, offset_secs: i64) -> Option<i64> {
-    let local = NaiveDate::from_ymd_opt(year, month, day)?
-        .and_hms_nano_opt(time.hour, time.minute, time.second, time.nanos)?
-        .and_utc()
-        .timestamp_nanos_opt()?;
-    local.checked_sub(offset_secs.checked_mul(NANOS_PER_SEC)?)
-}
-
-/// Resolves a date written without a year (syslog, glog) to the most recent
-/// such date: this year, unless that would be more than a day in the future
-/// (a December line read in January), in which case last year.
-fn without_year(month: u32, day: u32, time: Time, now_nanos: i64) -> Option<i64> {
-    let year = DateTime::<Utc>::from_timestamp_nanos(now_nanos).year();
-    match to_nanos(year, month, day, time, 0) {
-        Some(nanos) if nanos <= now_nanos.saturating_add(NANOS_PER_DAY) => Some(nanos),
-        _ => to_nanos(year.checked_sub(1)?, month, day, time, 0),
-    }
-}
+const WEEKDAYS: [&[u8; 3]; 7] = [b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun"];
 
 /// Recognises a timestamp at the start of a line (optionally after `[`), or
 /// a Common Log Format one in brackets among the first few tokens. Returns
@@ -644,88 +379,72 @@ fn leading_ts(b: &[u8], now_nanos: i64) -> Option<(i64, usize)> {
     // Access logs put the time after the client address and user:
     // `1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] "GET / ..."`.
     let head = b.get(..b.len().min(64))?;
-    let open = head.iter().position(|&c| c == b'[')?;
+    let open = memchr::memchr(b'[', head)?;
     clf_ts(b, open + 1)
 }
 
 /// `YYYY-MM-DD[T ]hh:mm:ss[.f][zone]` and `YYYY/MM/DD hh:mm:ss[.f][zone]`.
 fn iso_ts(b: &[u8], start: usize) -> Option<(i64, usize)> {
-    let mut c = Cursor::new(b, start);
-    let year = c.digits(4)?;
-    let sep = c.peek().filter(|s| *s == b'-' || *s == b'/')?;
-    c.i += 1;
-    let month = c.digits(2)?;
-    c.eat(sep).then_some(())?;
-    let day = c.digits(2)?;
-    if !(c.eat(b'T') || c.eat(b't') || c.eat(b' ')) {
-        return None;
-    }
-    let time = c.time()?;
-    let offset = c.zone()?;
-    let nanos = to_nanos(i32::try_from(year).ok()?, month, day, time, offset)?;
-    Some((nanos, c.i))
+    let (local, offset, end) = time::scan_rfc3339(b, start)?;
+    Some((time::utc_nanos(local, offset.unwrap_or(0))?, end))
 }
 
 /// Common Log Format: `dd/Mon/yyyy:hh:mm:ss[ zone]`.
 fn clf_ts(b: &[u8], start: usize) -> Option<(i64, usize)> {
-    let mut c = Cursor::new(b, start);
-    let day = c.digits(2)?;
-    c.eat(b'/').then_some(())?;
-    let month = c.month_name()?;
-    c.eat(b'/').then_some(())?;
-    let year = c.digits(4)?;
-    c.eat(b':').then_some(())?;
-    let time = c.time()?;
-    let before_zone = c.i;
-    let offset = if c.eat(b' ') && matches!(c.peek(), Some(b'+' | b'-')) {
-        c.zone()?
-    } else {
-        c.i = before_zone;
-        0
-    };
-    let nanos = to_nanos(i32::try_from(year).ok()?, month, day, time, offset)?;
-    Some((nanos, c.i))
+    let day = time::scan_digits(b, start, 2)?;
+    (b.get(start + 2) == Some(&b'/')).then_some(())?;
+    let month = time::month_abbrev(b.get(start + 3..)?)?;
+    (b.get(start + 6) == Some(&b'/')).then_some(())?;
+    let year = time::scan_digits(b, start + 7, 4)?;
+    (b.get(start + 11) == Some(&b':')).then_some(())?;
+    let (clock, mut end) = time::scan_time(b, start + 12)?;
+    let mut offset = 0;
+    if b.get(end) == Some(&b' ') && matches!(b.get(end + 1), Some(b'+' | b'-')) {
+        let (zone, after) = time::scan_zone(b, end + 1)?;
+        offset = zone.unwrap_or(0);
+        end = after;
+    }
+    let local = time::civil(i32::try_from(year).ok()?, month, day, clock)?;
+    Some((time::utc_nanos(local, offset)?, end))
 }
 
-/// `Mon dd hh:mm:ss` (day space-padded or not), as BSD syslog writes it.
-fn month_day_time(c: &mut Cursor<'_>) -> Option<(u32, u32, Time)> {
-    let month = c.month_name()?;
-    c.eat(b' ').then_some(())?;
-    while c.eat(b' ') {}
-    let day = c.one_or_two_digits()?;
-    c.eat(b' ').then_some(())?;
-    let time = c.time()?;
-    Some((month, day, time))
-}
-
-/// BSD syslog `Nov 22 10:00:00`; the year is inferred from `now_nanos`.
+/// BSD syslog `Nov 22 10:00:00` (or `Nov 22 2026 10:00:00`); a missing
+/// year is inferred from `now_nanos` ([`time::infer_year`]).
 fn syslog_ts(b: &[u8], start: usize, now_nanos: i64) -> Option<(i64, usize)> {
-    let mut c = Cursor::new(b, start);
-    let (month, day, time) = month_day_time(&mut c)?;
-    let nanos = without_year(month, day, time, now_nanos)?;
-    Some((nanos, c.i))
+    let (stamp, end) = time::scan_bsd(b, start)?;
+    Some((stamp.utc(now_nanos)?, end))
 }
 
 /// ctime `Sat Nov 22 10:00:00[.f] 2026`, as in Apache's error log.
 fn ctime_ts(b: &[u8], start: usize) -> Option<(i64, usize)> {
-    let mut c = Cursor::new(b, start);
-    c.weekday_name()?;
-    c.eat(b' ').then_some(())?;
-    let (month, day, time) = month_day_time(&mut c)?;
-    c.eat(b' ').then_some(())?;
-    let year = c.digits(4)?;
-    let nanos = to_nanos(i32::try_from(year).ok()?, month, day, time, 0)?;
-    Some((nanos, c.i))
+    let weekday = b.get(start..start + 3)?;
+    WEEKDAYS
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(weekday))
+        .then_some(())?;
+    (b.get(start + 3) == Some(&b' ')).then_some(())?;
+    let (stamp, end) = time::scan_bsd(b, start + 4)?;
+    (stamp.year.is_none() && b.get(end) == Some(&b' ')).then_some(())?;
+    let year = time::scan_digits(b, end + 1, 4)?;
+    let local = time::civil(
+        i32::try_from(year).ok()?,
+        stamp.month,
+        stamp.day,
+        stamp.time,
+    )?;
+    Some((time::utc_nanos(local, 0)?, end + 5))
 }
 
-/// glog `Lmmdd hh:mm:ss.uuuuuu`; the year is inferred from `now_nanos`.
+/// glog `Lmmdd hh:mm:ss.uuuuuu`; the year is inferred from `now_nanos`
+/// ([`time::infer_year`]).
 fn glog_ts(b: &[u8], now_nanos: i64) -> Option<i64> {
-    let mut c = Cursor::new(b, 1);
-    let month = c.digits(2)?;
-    let day = c.digits(2)?;
-    c.eat(b' ').then_some(())?;
-    let time = c.time()?;
-    without_year(month, day, time, now_nanos)
+    let month = time::scan_digits(b, 1, 2)?;
+    let day = time::scan_digits(b, 3, 2)?;
+    (b.get(5) == Some(&b' ')).then_some(())?;
+    let (clock, _) = time::scan_time(b, 6)?;
+    time::infer_year(now_nanos, |year| {
+        time::utc_nanos(time::civil(year, month, day, clock)?, 0)
+    })
 }
 
 #[cfg(test)]
@@ -996,7 +715,7 @@ mod tests {
     #[test]
     fn json_epoch_units() {
         let base = parse_ts("2026-11-22T10:00:00Z").unwrap();
-        let secs = base / NANOS_PER_SEC;
+        let secs = base / time::NS_PER_SEC;
         let cases = [
             (format!("{secs}"), base),
             (format!("{secs}.5"), base + 500_000_000),

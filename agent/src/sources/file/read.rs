@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use memchr::memchr;
 use sluice_core::record::{ATTR_LOSSY, ATTR_TRUNCATED, now_nanos};
 
 use super::multiline::{Event, Line, Merger};
@@ -208,10 +209,6 @@ fn throttle(limiter: &Limiter, bytes: usize) {
             Err(_) => return,
         }
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 /// Decodes a line, lossily when it is not UTF-8. A multi-byte character cut

@@ -117,9 +117,7 @@ impl Framer {
                 // A line of `max` bytes may still be followed by `\r\n`.
                 let limit = buf.len().min(max.saturating_add(2));
                 let from = self.scanned.min(limit);
-                let newline = buf
-                    .get(from..limit)
-                    .and_then(|w| w.iter().position(|&c| c == b'\n'));
+                let newline = buf.get(from..limit).and_then(|w| memchr::memchr(b'\n', w));
                 match newline {
                     Some(i) => {
                         self.scanned = 0;
@@ -198,7 +196,7 @@ impl Decoder for Framer {
                     }
                     self.state = State::Frame;
                 }
-                State::SkipLine => match buf.iter().position(|&c| c == b'\n') {
+                State::SkipLine => match memchr::memchr(b'\n', buf) {
                     Some(i) => {
                         buf.advance(i + 1);
                         self.state = State::Frame;

@@ -25,8 +25,9 @@
 //!   `Mmm dd hh:mm:ss[.frac]`, `Mmm dd yyyy hh:mm:ss[.frac]` or RFC 3339,
 //!   optionally followed by `:` and a zone abbreviation such as `UTC:`
 //!   (skipped, not interpreted). Times without an offset are read in
-//!   [`ParseOptions::zone`]; a missing year is the one (of last, this and
-//!   next year) putting the time closest to the receive time. No timestamp →
+//!   [`ParseOptions::zone`]; a missing year is inferred from the receive
+//!   time by the one rule of `sluice_core::time::infer_year` (the latest
+//!   year that puts the time at most a day after it). No timestamp →
 //!   receive time, and parsing goes on at the same place. Then the HOSTNAME:
 //!   the next space-terminated token unless it ends with `:` or contains `[`
 //!   (`-` is nil). Then the TAG: up to 48 bytes before `:` or `[pid]:`
@@ -42,9 +43,10 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono::{FixedOffset, Local, NaiveDateTime, Offset, TimeZone};
 use sluice_core::Level;
 use sluice_core::record::ATTR_LOSSY;
+use sluice_core::time;
 
 /// Attribute holding the facility name (`kern`, `user`, … `local7`).
 pub const ATTR_FACILITY: &str = "facility";
@@ -60,7 +62,6 @@ pub const ATTR_MALFORMED: &str = "syslog.malformed";
 
 /// Longest RFC 3164 TAG, in bytes.
 const MAX_TAG_LEN: usize = 48;
-const NANOS_PER_SEC: i64 = 1_000_000_000;
 
 const FACILITIES: [&str; 24] = [
     "kern",
@@ -120,7 +121,7 @@ impl FromStr for Zone {
         if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") {
             return Ok(Zone::Utc);
         }
-        parse_offset(t.as_bytes())
+        time::scan_offset(t.as_bytes(), 0)
             .filter(|&(_, used)| used == t.len())
             .and_then(|(secs, _)| FixedOffset::east_opt(secs))
             .map(Zone::Fixed)
@@ -195,7 +196,7 @@ fn parse_text(s: &str, opts: &ParseOptions, lossy: bool) -> Parsed {
     };
     match parse_pri(s.as_bytes()) {
         Ok((pri, pos)) => {
-            out.level = severity_level(pri % 8);
+            out.level = Level::from_syslog_severity(u64::from(pri % 8)).unwrap_or(Level::Debug);
             let facility = FACILITIES.get(usize::from(pri / 8)).copied().unwrap_or("");
             out.attrs
                 .insert(ATTR_FACILITY.to_string(), facility.to_string());
@@ -214,16 +215,6 @@ fn parse_text(s: &str, opts: &ParseOptions, lossy: bool) -> Parsed {
         out.attrs.insert(ATTR_LOSSY.to_string(), "true".to_string());
     }
     out
-}
-
-fn severity_level(severity: u8) -> Level {
-    match severity {
-        0..=2 => Level::Fatal,
-        3 => Level::Error,
-        4 => Level::Warn,
-        5 | 6 => Level::Info,
-        _ => Level::Debug,
-    }
 }
 
 /// Adds a malformation reason.
@@ -253,7 +244,7 @@ fn parse_pri(b: &[u8]) -> Result<(u8, usize), &'static str> {
     if digits == 0 || digits > 3 || b.get(1 + digits) != Some(&b'>') {
         return Err("bad PRI");
     }
-    let value = number(b, 1, digits).ok_or("bad PRI")?;
+    let value = time::scan_digits(b, 1, digits).ok_or("bad PRI")?;
     u8::try_from(value)
         .ok()
         .filter(|&v| v <= 191)
@@ -269,10 +260,7 @@ fn sub(s: &str, a: usize, b: usize) -> &str {
 
 /// Position of the first `needle` at or after `from`.
 fn find(b: &[u8], from: usize, needle: u8) -> Option<usize> {
-    b.get(from..)?
-        .iter()
-        .position(|&c| c == needle)
-        .map(|i| from + i)
+    memchr::memchr(needle, b.get(from..)?).map(|i| from + i)
 }
 
 fn skip_spaces(b: &[u8], mut p: usize) -> usize {
@@ -280,14 +268,6 @@ fn skip_spaces(b: &[u8], mut p: usize) -> usize {
         p += 1;
     }
     p
-}
-
-/// The `n` (≤ 9) ASCII digits at `pos` as a number.
-fn number(b: &[u8], pos: usize, n: usize) -> Option<u32> {
-    let digits = b.get(pos..pos.checked_add(n)?)?;
-    digits.iter().try_fold(0u32, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-    })
 }
 
 fn nil(field: &str) -> Option<String> {
@@ -310,7 +290,7 @@ fn parse_5424(s: &str, mut p: usize, out: &mut Parsed) {
     let [ts, host, app, procid, msgid] = fields;
     if n > 0 && !ts.is_empty() && ts != "-" {
         match parse_rfc3339(ts.as_bytes()) {
-            Some((naive, Some(offset))) => match utc_nanos(naive, offset) {
+            Some((naive, Some(offset))) => match time::utc_nanos(naive, offset) {
                 Some(ns) => out.ts = ns,
                 None => flag(&mut out.attrs, "bad timestamp"),
             },
@@ -485,97 +465,16 @@ fn insert_param(attrs: &mut BTreeMap<String, String>, id: &str, name: &str, valu
 // ---------------------------------------------------------------------------
 // Timestamps
 
-/// RFC 3339 (`T`, `t` or a space between date and time; `Z`, `z`, `±HH:MM`,
-/// `±HHMM` or no offset) filling the whole of `t`.
+/// A whole RFC 3339 token (`sluice_core::time::scan_rfc3339`): the local
+/// date-time and its offset, `None` when none is written. RFC 5424 allows
+/// only `-` between the date's parts and `.` before a fraction, so the
+/// scanner's other spellings (`/`, `,`) are refused here.
 fn parse_rfc3339(t: &[u8]) -> Option<(NaiveDateTime, Option<i32>)> {
-    if t.get(4) != Some(&b'-')
-        || t.get(7) != Some(&b'-')
-        || !matches!(t.get(10), Some(b'T' | b't' | b' '))
-        || t.get(13) != Some(&b':')
-        || t.get(16) != Some(&b':')
-    {
+    if t.get(4) != Some(&b'-') || t.get(19) == Some(&b',') {
         return None;
     }
-    let year = number(t, 0, 4)?;
-    let (nanos, p) = fraction(t, 19)?;
-    let naive = civil(
-        i32::try_from(year).ok()?,
-        number(t, 5, 2)?,
-        number(t, 8, 2)?,
-        [number(t, 11, 2)?, number(t, 14, 2)?, number(t, 17, 2)?],
-        nanos,
-    )?;
-    let offset = match t.get(p..)? {
-        [] => None,
-        [b'Z' | b'z'] => Some(0),
-        rest => match parse_offset(rest) {
-            Some((secs, used)) if used == rest.len() => Some(secs),
-            _ => return None,
-        },
-    };
-    Some((naive, offset))
-}
-
-/// An optional `.digits` at `p` → (nanoseconds, position after it). Digits
-/// beyond the ninth are ignored.
-fn fraction(b: &[u8], p: usize) -> Option<(u32, usize)> {
-    if b.get(p) != Some(&b'.') {
-        return Some((0, p));
-    }
-    let digits = b
-        .get(p + 1..)?
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    if digits == 0 {
-        return None;
-    }
-    let used = digits.min(9);
-    let nanos = number(b, p + 1, used)? * 10u32.pow(9 - used as u32);
-    Some((nanos, p + 1 + digits))
-}
-
-/// `±HH:MM`, `±HHMM` or `±HH` → (seconds east of UTC, bytes used).
-fn parse_offset(b: &[u8]) -> Option<(i32, usize)> {
-    let sign = match b.first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let hours = number(b, 1, 2)?;
-    let (minutes, used) = if b.get(3) == Some(&b':') {
-        (number(b, 4, 2)?, 6)
-    } else if let Some(m) = number(b, 3, 2) {
-        (m, 5)
-    } else {
-        (0, 3)
-    };
-    if hours > 23 || minutes > 59 {
-        return None;
-    }
-    Some((
-        sign * i32::try_from(hours * 3600 + minutes * 60).ok()?,
-        used,
-    ))
-}
-
-/// A calendar date and time of day; second 60 (a leap second) is accepted.
-fn civil(year: i32, month: u32, day: u32, hms: [u32; 3], nanos: u32) -> Option<NaiveDateTime> {
-    let [h, m, mut sec] = hms;
-    let mut nanos = nanos;
-    if sec == 60 {
-        sec = 59;
-        nanos += 1_000_000_000;
-    }
-    NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(h, m, sec, nanos)
-}
-
-/// Nanoseconds since the epoch of a local time at `offset` seconds east.
-fn utc_nanos(naive: NaiveDateTime, offset: i32) -> Option<i64> {
-    naive
-        .and_utc()
-        .timestamp_nanos_opt()?
-        .checked_sub(i64::from(offset) * NANOS_PER_SEC)
+    let (local, offset, end) = time::scan_rfc3339(t, 0)?;
+    (end == t.len()).then_some((local, offset))
 }
 
 /// Nanoseconds since the epoch of a local time in `zone`. In a daylight
@@ -593,93 +492,20 @@ fn zoned_nanos(zone: Zone, naive: NaiveDateTime) -> Option<i64> {
                 .local_minus_utc(),
         },
     };
-    utc_nanos(naive, offset)
+    time::utc_nanos(naive, offset)
 }
 
-fn year_in(zone: Zone, now_ns: i64) -> i32 {
-    let now = DateTime::from_timestamp_nanos(now_ns);
-    match zone {
-        Zone::Utc => now.year(),
-        Zone::Fixed(o) => now.with_timezone(&o).year(),
-        Zone::Local => now.with_timezone(&Local).year(),
-    }
-}
-
-fn month(b: &[u8], p: usize) -> Option<u32> {
-    let m = b.get(p..p + 3)?;
-    let lower = [
-        m[0].to_ascii_lowercase(),
-        m[1].to_ascii_lowercase(),
-        m[2].to_ascii_lowercase(),
-    ];
-    let n = match &lower {
-        b"jan" => 1,
-        b"feb" => 2,
-        b"mar" => 3,
-        b"apr" => 4,
-        b"may" => 5,
-        b"jun" => 6,
-        b"jul" => 7,
-        b"aug" => 8,
-        b"sep" => 9,
-        b"oct" => 10,
-        b"nov" => 11,
-        b"dec" => 12,
-        _ => return None,
-    };
-    Some(n)
-}
-
-/// `Mmm dd hh:mm:ss[.frac]` or `Mmm dd yyyy hh:mm:ss[.frac]` at `p` →
-/// (nanoseconds, position after it).
+/// `Mmm dd hh:mm:ss[.frac]` or `Mmm dd yyyy hh:mm:ss[.frac]` at `p`
+/// (`sluice_core::time::scan_bsd`), ended by a space, a `:` or the end →
+/// (nanoseconds, position after it). The time is read in the zone of
+/// `opts`; a missing year is inferred from the receive time
+/// (`sluice_core::time::infer_year`).
 fn bsd_timestamp(b: &[u8], p: usize, opts: &ParseOptions) -> Option<(i64, usize)> {
-    let mon = month(b, p)?;
-    if b.get(p + 3) != Some(&b' ') {
-        return None;
-    }
-    let mut p = skip_spaces(b, p + 3);
-    let day_len = b
-        .iter()
-        .skip(p)
-        .take(3)
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    if !(1..=2).contains(&day_len) || b.get(p + day_len) != Some(&b' ') {
-        return None;
-    }
-    let day = number(b, p, day_len)?;
-    p += day_len + 1;
-    let mut year = None;
-    if b.get(p + 4) == Some(&b' ') {
-        year = Some(i32::try_from(number(b, p, 4)?).ok()?);
-        p += 5;
-    }
-    if b.get(p + 2) != Some(&b':') || b.get(p + 5) != Some(&b':') {
-        return None;
-    }
-    let hms = [number(b, p, 2)?, number(b, p + 3, 2)?, number(b, p + 6, 2)?];
-    let (nanos, end) = fraction(b, p + 8)?;
+    let (stamp, end) = time::scan_bsd(b, p)?;
     if !matches!(b.get(end), None | Some(b' ' | b':')) {
         return None;
     }
-    let ts = match year {
-        Some(y) => zoned_nanos(opts.zone, civil(y, mon, day, hms, nanos)?)?,
-        None => {
-            let now_year = year_in(opts.zone, opts.now_ns);
-            let mut best: Option<i64> = None;
-            for y in [now_year - 1, now_year, now_year + 1] {
-                let Some(ts) =
-                    civil(y, mon, day, hms, nanos).and_then(|n| zoned_nanos(opts.zone, n))
-                else {
-                    continue;
-                };
-                if best.is_none_or(|b| ts.abs_diff(opts.now_ns) < b.abs_diff(opts.now_ns)) {
-                    best = Some(ts);
-                }
-            }
-            best?
-        }
-    };
+    let ts = stamp.resolve(opts.now_ns, |local| zoned_nanos(opts.zone, local))?;
     Some((ts, end))
 }
 
@@ -702,7 +528,7 @@ fn any_timestamp(b: &[u8], p: usize, opts: &ParseOptions) -> Option<(i64, usize)
                 .map(|v| (v, end))
                 .or_else(|| Some((parse_rfc3339(token.strip_suffix(b":")?)?, end - 1)))?;
             let ts = match offset {
-                Some(o) => utc_nanos(naive, o)?,
+                Some(o) => time::utc_nanos(naive, o)?,
                 None => zoned_nanos(opts.zone, naive)?,
             };
             Some((ts, end))
@@ -736,7 +562,8 @@ fn parse_3164(s: &str, mut p: usize, opts: &ParseOptions, out: &mut Parsed) {
             p += 1;
         }
         let q = skip_spaces(b, p);
-        let zone_len = b.iter().skip(q).take(6).position(|&c| c == b':');
+        let rest = b.get(q..).unwrap_or_default();
+        let zone_len = memchr::memchr(b':', rest.get(..6).unwrap_or(rest));
         if let Some(colon) = zone_len.map(|i| q + i)
             && CISCO_ZONES.contains(&sub(s, q, colon))
             && matches!(b.get(colon + 1), None | Some(b' '))
@@ -757,11 +584,8 @@ fn parse_3164(s: &str, mut p: usize, opts: &ParseOptions, out: &mut Parsed) {
 
     // TAG
     let window = b.get(p..).unwrap_or_default();
-    let delim = window
-        .iter()
-        .take(MAX_TAG_LEN + 1)
-        .position(|&c| matches!(c, b'[' | b':' | b' '))
-        .map(|i| p + i);
+    let head = window.get(..MAX_TAG_LEN + 1).unwrap_or(window);
+    let delim = memchr::memchr3(b'[', b':', b' ', head).map(|i| p + i);
     let mut tag_end = None;
     match delim.map(|t| (t, b.get(t))) {
         Some((t, Some(b':'))) => tag_end = Some((t, t + 1)),
@@ -1020,13 +844,14 @@ mod tests {
         };
         let r = parse(b"<13>Jan  1 00:00:01 h app: x", &o);
         assert_eq!(r.ts, ns("2027-01-01T00:00:01Z"));
-        // Feb 29 only exists in leap years: 2028 is the closest.
+        // Feb 29 only exists in leap years: the last one, never one
+        // months ahead.
         let o = ParseOptions {
             zone: Zone::Utc,
             now_ns: ns("2027-06-01T00:00:00Z"),
         };
         let r = parse(b"<13>Feb 29 12:00:00 h app: x", &o);
-        assert_eq!(r.ts, ns("2028-02-29T12:00:00Z"));
+        assert_eq!(r.ts, ns("2024-02-29T12:00:00Z"));
         // Local zone: just must not fail.
         let o = ParseOptions {
             zone: Zone::Local,
@@ -1100,6 +925,19 @@ mod tests {
             ),
             (
                 "<11>1 2026-11-22T10:00:00 h a - - - x",
+                Level::Error,
+                Some("bad timestamp"),
+                "x",
+            ),
+            // Spellings a log line may use but RFC 5424 does not allow.
+            (
+                "<11>1 2026/11/22T10:00:00Z h a - - - x",
+                Level::Error,
+                Some("bad timestamp"),
+                "x",
+            ),
+            (
+                "<11>1 2026-11-22T10:00:00,5Z h a - - - x",
                 Level::Error,
                 Some("bad timestamp"),
                 "x",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sluice_core::Level;
 use sluice_core::names;
 use sluice_core::record::{ATTR_TRUNCATED, parse_ts};
+use sluice_core::time;
 
 use super::item::{Meta, RawItem, Val, float_text};
 use super::{BodyError, Limits, Posted};
@@ -140,18 +141,6 @@ fn host_field(value: Option<Val<'_>>, item: usize) -> Result<Option<String>, Bod
     }
 }
 
-/// Maps a syslog severity to a level.
-pub(super) fn syslog_level(severity: u64) -> Option<Level> {
-    Some(match severity {
-        0..=2 => Level::Fatal,
-        3 => Level::Error,
-        4 => Level::Warn,
-        5 | 6 => Level::Info,
-        7 => Level::Debug,
-        _ => return None,
-    })
-}
-
 /// A level word; the common spellings skip the allocation in
 /// [`Level::from_alias`] and map exactly as it does.
 fn level_word(word: &str) -> Option<Level> {
@@ -163,7 +152,7 @@ fn level_word(word: &str) -> Option<Level> {
         "trace" | "TRACE" | "Trace" => Some(Level::Trace),
         "fatal" | "FATAL" | "Fatal" => Some(Level::Fatal),
         _ => Level::from_alias(word).or_else(|| match word.trim().as_bytes() {
-            [digit @ b'0'..=b'7'] => syslog_level(u64::from(digit - b'0')),
+            [digit @ b'0'..=b'7'] => Level::from_syslog_severity(u64::from(digit - b'0')),
             _ => None,
         }),
     }
@@ -180,7 +169,7 @@ fn level_field(value: Option<Val<'_>>, item: usize) -> Result<Level, BodyError> 
     match value {
         None | Some(Val::Null) => Ok(Level::Info),
         Some(Val::Str(s)) => level_word(&s).ok_or_else(|| unknown(quote(&s))),
-        Some(Val::U64(n)) => syslog_level(n).ok_or_else(|| unknown(n.to_string())),
+        Some(Val::U64(n)) => Level::from_syslog_severity(n).ok_or_else(|| unknown(n.to_string())),
         Some(Val::I64(n)) => Err(unknown(n.to_string())),
         Some(Val::F64(x)) => Err(unknown(float_text(x))),
         Some(_) => Err(BodyError::field_error(
@@ -189,40 +178,6 @@ fn level_field(value: Option<Val<'_>>, item: usize) -> Result<Level, BodyError> 
             "must be a string or a number 0-7",
         )),
     }
-}
-
-/// Nanoseconds per unit, guessed from the magnitude of an epoch number.
-fn epoch_scale(magnitude: f64) -> i64 {
-    if magnitude < 1e11 {
-        1_000_000_000
-    } else if magnitude < 1e14 {
-        1_000_000
-    } else if magnitude < 1e17 {
-        1_000
-    } else {
-        1
-    }
-}
-
-fn epoch_int(n: i128) -> Option<i64> {
-    // `n` fits in 65 bits and the scale in 30, so the product cannot overflow.
-    let scale = epoch_scale(n.unsigned_abs() as f64);
-    i64::try_from(n * i128::from(scale)).ok()
-}
-
-fn epoch_float(x: f64) -> Option<i64> {
-    let scale = epoch_scale(x.abs());
-    // Far outside the i64 range already; below this bound the conversions
-    // to i128 are exact, and `try_from` makes the precise check.
-    if (x * scale as f64).abs() >= 1e19 {
-        return None;
-    }
-    // Whole and fractional parts apart, so a fraction of seconds keeps the
-    // precision of the float rather than that of the scaled product.
-    let whole = x.trunc();
-    let fraction = ((x - whole) * scale as f64).round();
-    let ns = (whole as i128) * i128::from(scale) + fraction as i128;
-    i64::try_from(ns).ok()
 }
 
 fn ts_field(value: Option<Val<'_>>, item: usize) -> Result<Option<i64>, BodyError> {
@@ -248,13 +203,13 @@ fn ts_field(value: Option<Val<'_>>, item: usize) -> Result<Option<i64>, BodyErro
                 ),
             )),
         },
-        Some(Val::I64(n)) => epoch_int(i128::from(n))
+        Some(Val::I64(n)) => time::epoch_to_ns(i128::from(n))
             .map(Some)
             .ok_or_else(|| out_of_range(n.to_string())),
-        Some(Val::U64(n)) => epoch_int(i128::from(n))
+        Some(Val::U64(n)) => time::epoch_to_ns(i128::from(n))
             .map(Some)
             .ok_or_else(|| out_of_range(n.to_string())),
-        Some(Val::F64(x)) => epoch_float(x)
+        Some(Val::F64(x)) => time::epoch_f64_to_ns(x)
             .map(Some)
             .ok_or_else(|| out_of_range(float_text(x))),
         Some(_) => Err(BodyError::field_error(
@@ -463,7 +418,7 @@ mod tests {
         ] {
             assert_eq!(ts(v), Some(want), "{v}");
         }
-        // Float seconds keep sub-microsecond precision only as far as the float does.
+        // Float seconds keep the digits the sender wrote.
         let ns = ts("1795341600.123").unwrap();
         assert!((ns - (base + 123_000_000)).abs() < 1_000, "{ns}");
         assert_eq!(ts("null"), None);

@@ -153,11 +153,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<Posted>, BodyError> {
 /// NDJSON, opening braces for an array; never more than 4096.
 fn estimate_items(body: &[u8], first: u8, limits: &Limits) -> usize {
     let marker = if first == b'[' { b'{' } else { b'\n' };
-    // Byte sums over short chunks cannot overflow and compile to vector code.
-    let count: usize = body
-        .chunks(128)
-        .map(|chunk| usize::from(chunk.iter().map(|&b| u8::from(b == marker)).sum::<u8>()))
-        .sum();
+    let count = memchr::memchr_iter(marker, body).count();
     (count + 1).min(limits.max_items).min(4096)
 }
 
@@ -285,7 +281,6 @@ mod tests {
     use sluice_core::record::{ATTR_TRUNCATED, parse_ts};
     use std::io::Write;
 
-    use super::fields::syslog_level;
     use super::*;
 
     pub(super) const LIMITS: Limits = Limits {
@@ -659,7 +654,7 @@ mod tests {
             let limits = Limits { max_message_bytes: 1 << 10, max_attrs_bytes: 1 << 10, max_items: 10 };
             let p = decode(body.as_bytes(), &limits).unwrap().remove(0);
             prop_assert_eq!(p.msg, msg);
-            prop_assert_eq!(Some(p.level), syslog_level(level));
+            prop_assert_eq!(Some(p.level), Level::from_syslog_severity(level));
             prop_assert_eq!(p.attrs, meta);
         }
     }
