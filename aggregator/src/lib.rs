@@ -53,7 +53,7 @@ use sluice_core::config::{AggregatorConfig, Config};
 use sluice_core::deadletter;
 use sluice_core::kv::{self as cas, CasError, Current, Decision};
 use sluice_core::record::now_nanos;
-use sluice_core::role::{Heartbeat, Role, RoleError, RoleSpec, instance_id};
+use sluice_core::role::{Heartbeat, Role, RoleError, RoleSpec};
 use sluice_core::subject::decode_views_checked;
 use sluice_core::time::NS_PER_HOUR;
 use sluice_notify::notification::{Kind, Notification, search_link, truncate_bytes};
@@ -128,13 +128,9 @@ pub async fn run(
     let deliverer = Deliverer::from_config(&config).map_err(RoleError::Config)?;
     let mut registry = Registry::default();
     let metrics = AggregatorMetrics::register(&mut registry);
-    let spec = RoleSpec {
-        name: ROLE,
-        instance: instance_id(acfg.id.as_deref()),
-        admin: acfg.admin.listen,
-    };
+    let spec = RoleSpec::tier(ROLE, acfg.id.as_deref(), acfg.admin.listen);
     let role = Role::start(spec, registry, shutdown).await?;
-    let js = jetstream::new(role.connect(&config.nats).await?);
+    let js = role.jetstream(&config.nats).await?;
     let ready = role
         .until_ready("the streams, consumers and buckets", || setup(&js, &config))
         .await;

@@ -46,7 +46,7 @@ use sluice_core::config::Config;
 use sluice_core::deadletter;
 use sluice_core::kv::{self as cas, CasError};
 use sluice_core::record::now_nanos;
-use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
+use sluice_core::role::{Role, RoleError, RoleSpec};
 use sluice_core::subject::{Misfiled, decode_views_checked};
 use sluice_core::time::{NS_PER_SEC as NS, ns_to_secs_f64, secs_to_ns};
 use sluice_notify::{Deliverer, Notification, outbox};
@@ -130,13 +130,9 @@ pub async fn run(
     let deliverer = Deliverer::from_config(&config).map_err(RoleError::Config)?;
     let mut registry = Registry::default();
     let metrics = AlerterMetrics::register(&mut registry);
-    let spec = RoleSpec {
-        name: ROLE,
-        instance: instance_id(acfg.id.as_deref()),
-        admin: acfg.admin.listen,
-    };
+    let spec = RoleSpec::tier(ROLE, acfg.id.as_deref(), acfg.admin.listen);
     let role = Role::start(spec, registry, shutdown).await?;
-    let js = jetstream::new(role.connect(&config.nats).await?);
+    let js = role.jetstream(&config.nats).await?;
     let ready = role
         .until_ready("the streams and buckets", || async {
             sluice_core::nats::ensure_consumer_streams(&js, &config.nats)

@@ -156,6 +156,18 @@ pub struct RoleSpec {
     pub admin: SocketAddr,
 }
 
+impl RoleSpec {
+    /// A tier role: its instance id is its section's `id`, else the host
+    /// name, made a valid name ([`instance_id`]).
+    pub fn tier(name: &'static str, configured_id: Option<&str>, admin: SocketAddr) -> RoleSpec {
+        RoleSpec {
+            name,
+            instance: instance_id(configured_id),
+            admin,
+        }
+    }
+}
+
 /// A role's progress, as one heartbeat: `/health` fails when it has not
 /// beaten for the stall time given to [`Role::heartbeat`].
 #[derive(Debug, Clone)]
@@ -317,6 +329,14 @@ impl Role {
         crate::nats::connect(nats, &name)
             .await
             .map_err(|e| RoleError::Nats(e.to_string()))
+    }
+
+    /// A JetStream context on [`Role::connect`]'s client.
+    pub async fn jetstream(
+        &self,
+        nats: &NatsConfig,
+    ) -> Result<async_nats::jetstream::Context, RoleError> {
+        Ok(async_nats::jetstream::new(self.connect(nats).await?))
     }
 
     /// Runs `attempt` until it succeeds, logging each failure and waiting

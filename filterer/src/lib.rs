@@ -46,7 +46,7 @@ use sluice_core::config::Config;
 use sluice_core::deadletter;
 use sluice_core::layout::{BlobKind, Partition};
 use sluice_core::record::now_nanos;
-use sluice_core::role::{Role, RoleError, RoleSpec, instance_id};
+use sluice_core::role::{Role, RoleError, RoleSpec};
 use sluice_core::store::Store;
 use sluice_core::subject::{Misfiled, decode_checked};
 use sluice_core::time;
@@ -109,18 +109,14 @@ pub async fn run(
     let metrics = FiltererMetrics::register(&mut registry);
     let health = Arc::new(StoreHealth::default());
     health.last_ok_ns.store(now_nanos(), Ordering::Relaxed);
-    let spec = RoleSpec {
-        name: ROLE,
-        instance: instance_id(fcfg.id.as_deref()),
-        admin: fcfg.admin.listen,
-    };
+    let spec = RoleSpec::tier(ROLE, fcfg.id.as_deref(), fcfg.admin.listen);
     let role = Role::start(spec, registry, shutdown).await?;
     {
         let health = health.clone();
         role.health(Arc::new(move || health.check()));
     }
     let id = role.instance().to_string();
-    let js = jetstream::new(role.connect(&config.nats).await?);
+    let js = role.jetstream(&config.nats).await?;
     let flush_interval = Duration::from_secs(fcfg.flush_interval_secs);
     let ready = role
         .until_ready("the stream, consumer and buckets", || {
