@@ -47,8 +47,17 @@ fn an_endpoint_that_does_not_answer_http_is_an_error() {
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let (mut s, _) = listener.accept().unwrap();
+        // Read the whole request first: closing with unread bytes resets
+        // the connection, and the client would see a reset instead of the
+        // answer.
+        let mut request = Vec::new();
         let mut buf = [0u8; 256];
-        let _ = s.read(&mut buf);
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
         s.write_all(b"SSH-2.0-nope\r\n").unwrap();
     });
     let err = try_http_get(port, "/health").unwrap_err();
