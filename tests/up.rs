@@ -178,6 +178,81 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
 }
 
 #[test]
+fn one_role_failing_stops_every_role_and_up_exits_1() {
+    assert!(
+        sluice_testing::find_binary("nats-server").is_some(),
+        "nats-server not found: install it with `apt-get install -y nats-server` (or run ./dev/test)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let [
+        agent_port,
+        filterer_port,
+        alerter_port,
+        syslog_port,
+        http_port,
+    ] = std::array::from_fn(|_| free_port());
+    // Something else holds the aggregator's admin port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let config = tmp.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ndata_dir = \"{}\"\n[agent.admin]\nlisten = \"127.0.0.1:{agent_port}\"\n\
+             [agent.limits]\nnice = 0\n\
+             [agent.syslog]\nudp = \"127.0.0.1:{syslog_port}\"\ntcp = \"127.0.0.1:{syslog_port}\"\n\
+             [agent.http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+             [filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n\
+             [aggregator.admin]\nlisten = \"127.0.0.1:{taken_port}\"\n\
+             [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n",
+            tmp.path().join("agent").display(),
+        ),
+    )
+    .unwrap();
+    let err_path = tmp.path().join("up.err");
+    let child = Command::new(sluice_tests::sluice_binary())
+        .args(["up", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .args(["--nats-port", &nats_port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut status = None;
+    wait_until(Duration::from_secs(20), "sluice up to exit", || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "aggregator stopped: cannot listen on 127.0.0.1:{taken_port}"
+        )),
+        "{err}"
+    );
+    // Every other role and the nats-server it started are gone with it.
+    for port in [
+        nats_port,
+        agent_port,
+        filterer_port,
+        alerter_port,
+        http_port,
+    ] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after sluice up exited\n{err}"
+        );
+    }
+    drop(taken);
+}
+
+#[test]
 fn check_reports_bad_files_with_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("bad.toml");
