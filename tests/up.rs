@@ -43,19 +43,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     )
     .unwrap();
     let out = tmp.path().join("up.out");
-    let child = Command::new(sluice_tests::sluice_binary())
-        .args(["up", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .args(["--nats-port", &nats_port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(tmp.path().join("up.err")).unwrap())
-        .spawn()
-        .unwrap();
-    // Stopped by PID even when an assertion fails first.
-    let mut child = KillOnDrop(child);
+    let mut child = start_up(tmp.path(), &config, nats_port);
     // The banner comes once every role has bound its ports.
     wait_until(Duration::from_secs(30), "sluice up's banner", || {
         std::fs::read_to_string(&out).is_ok_and(|t| t.contains("press ctrl-c to stop"))
@@ -211,18 +199,7 @@ fn one_role_failing_stops_every_role_and_up_exits_1() {
     )
     .unwrap();
     let err_path = tmp.path().join("up.err");
-    let child = Command::new(sluice_tests::sluice_binary())
-        .args(["up", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .args(["--nats-port", &nats_port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
+    let mut child = start_up(tmp.path(), &config, nats_port);
     let mut status = None;
     wait_until(Duration::from_secs(20), "sluice up to exit", || {
         status = child.0.try_wait().unwrap();
@@ -284,6 +261,24 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Starts `sluice up` on `config` with its data, stdout (`up.out`) and
+/// stderr (`up.err`) under `dir`; stopped by PID when dropped, even when an
+/// assertion fails first.
+fn start_up(dir: &std::path::Path, config: &std::path::Path, nats_port: u16) -> KillOnDrop {
+    let child = Command::new(sluice_tests::sluice_binary())
+        .args(["up", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--nats-port", &nats_port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("up.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("up.err")).unwrap())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
 }
 
 struct KillOnDrop(std::process::Child);

@@ -14,7 +14,7 @@ use sluice_core::record::parse_ts;
 use sluice_core::time::NS_PER_MS;
 use sluice_testing::{
     Hook, Hooks, NatsServer, free_port, http_get, metric_value, publish_records, test_record,
-    try_metric_value, wait_for,
+    try_http_get, try_metric_value, wait_for,
 };
 
 struct Alerter {
@@ -23,12 +23,38 @@ struct Alerter {
 }
 
 impl Alerter {
-    async fn start(config: &str) -> Alerter {
-        let config = Config::parse(config).unwrap();
+    /// Starts an alerter in this process and waits until its `/ready`
+    /// answers 200 (its streams and buckets are set up). Fails at once with
+    /// the role's error when it stops instead, and after 60 s with what
+    /// `/ready` and the nats-server said last.
+    async fn start(nats: &NatsServer, text: &str) -> Alerter {
+        let config = Config::parse(text).unwrap();
+        let admin = admin_port(text);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(sluice_alerter::run(config, async move {
             let _ = rx.await;
         }));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if task.is_finished() {
+                panic!("the alerter stopped while setting up: {:?}", task.await);
+            }
+            let answer = tokio::task::spawn_blocking(move || try_http_get(admin, "/ready"))
+                .await
+                .unwrap();
+            if matches!(answer, Ok((200, _))) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = nats.log();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!(
+                    "the alerter was not ready within 60 s: /ready {answer:?}; nats log:\n{tail}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Alerter {
             stop: Some(tx),
             task,
@@ -76,17 +102,9 @@ fn admin_port(text: &str) -> u16 {
         .expect("the config names an admin port")
 }
 
-/// A JetStream context, once an alerter has set up the streams.
+/// A JetStream context (the streams exist once an alerter is ready).
 async fn js(nats: &NatsServer) -> jetstream::Context {
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while js.get_stream("LOGS").await.is_err()
-        || js.get_stream(sluice_notify::outbox::STREAM).await.is_err()
-    {
-        assert!(Instant::now() < deadline, "the alerter set up no streams");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    js
+    jetstream::new(async_nats::connect(nats.url()).await.unwrap())
 }
 
 fn kinds(got: &[Hook]) -> Vec<String> {
@@ -212,7 +230,7 @@ repeat_interval_secs = 3600
 async fn a_storm_is_grouped_with_exact_counts() {
     let nats = NatsServer::start();
     let hooks = Hooks::start().await;
-    let alerter = Alerter::start(&config(&nats, &hooks, "a1", STORM_RULES)).await;
+    let alerter = Alerter::start(&nats, &config(&nats, &hooks, "a1", STORM_RULES)).await;
     let js = js(&nats).await;
     let started = Instant::now();
     for round in 0..10u32 {
@@ -275,7 +293,7 @@ group_interval_secs = 2
 async fn a_receiver_down_then_failing_for_30s_gets_everything_once() {
     let nats = NatsServer::start();
     let mut hooks = Hooks::new();
-    let first = Alerter::start(&config(&nats, &hooks, "a1", EVERY_FAST)).await;
+    let first = Alerter::start(&nats, &config(&nats, &hooks, "a1", EVERY_FAST)).await;
     let js = js(&nats).await;
     let down_since = Instant::now();
     let services = &SERVICES[..3];
@@ -286,7 +304,7 @@ async fn a_receiver_down_then_failing_for_30s_gets_everything_once() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
     first.stop().await;
-    let second = Alerter::start(&config(&nats, &hooks, "a2", EVERY_FAST)).await;
+    let second = Alerter::start(&nats, &config(&nats, &hooks, "a2", EVERY_FAST)).await;
     for _ in 0..4 {
         burst(&js, 300, services).await;
         sent += 300;
@@ -347,7 +365,7 @@ repeat_interval_secs = 3600
 "#;
     let mut alerters = Vec::new();
     for id in ["a1", "a2", "a3"] {
-        alerters.push(Alerter::start(&config(&nats, &hooks, id, rules)).await);
+        alerters.push(Alerter::start(&nats, &config(&nats, &hooks, id, rules)).await);
     }
     let js = js(&nats).await;
     let services = &SERVICES[..3];
@@ -392,7 +410,7 @@ receiver = "hook"
 group_wait_secs = 0
 group_interval_secs = 2
 "#;
-    let alerter = Alerter::start(&config(&nats, &hooks, "a1", rules)).await;
+    let alerter = Alerter::start(&nats, &config(&nats, &hooks, "a1", rules)).await;
     let js = js(&nats).await;
     let beat = || async {
         let r = test_record("shop", "billing", Level::Info, "web-1", "invoice run ok");
@@ -432,7 +450,7 @@ group_interval_secs = 2
     // Still silent: no repeat, no flapping, and a restart in the middle
     // neither resolves nor fires it again.
     alerter.stop().await;
-    let alerter = Alerter::start(&config(&nats, &hooks, "a2", rules)).await;
+    let alerter = Alerter::start(&nats, &config(&nats, &hooks, "a2", rules)).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(hooks.got().len(), 1, "{:?}", kinds(&hooks.got()));
     let back = beats(4.0).await;
@@ -459,7 +477,7 @@ async fn a_stalled_consumer_fires_the_lag_alert() {
         "[alerter]\n",
         "[alerter]\nsystem_receiver = \"hook\"\nmax_lag_secs = 2\n",
     );
-    let alerter = Alerter::start(&text).await;
+    let alerter = Alerter::start(&nats, &text).await;
     let js = js(&nats).await;
     let stream = js.get_stream("LOGS").await.unwrap();
     stream
@@ -503,7 +521,7 @@ async fn a_4xx_answer_is_not_retried_and_is_counted() {
     hooks.answer(404);
     let text = config(&nats, &hooks, "a1", EVERY_FAST);
     let admin = admin_port(&text);
-    let alerter = Alerter::start(&text).await;
+    let alerter = Alerter::start(&nats, &text).await;
     let js = js(&nats).await;
     burst(&js, 10, &["checkout"]).await;
     const REJECTED: &str = "sluice_alerter_deliveries_total{outcome=\"rejected\"}";
@@ -546,7 +564,7 @@ async fn records_claiming_another_app_fire_no_rule() {
     let hooks = Hooks::start().await;
     let text = config(&nats, &hooks, "a1", BILLING_AND_SHOP);
     let admin = admin_port(&text);
-    let alerter = Alerter::start(&text).await;
+    let alerter = Alerter::start(&nats, &text).await;
     let js = js(&nats).await;
     let misfiled = sluice_testing::publish_misfiled(&js).await;
     burst(&js, 10, &["checkout"]).await;

@@ -326,23 +326,14 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let roles: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = vec![
-            ("agent", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_agent::run(c, s).await?) })
-            }),
-            ("filterer", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_filterer::run(c, s).await?) })
-            }),
-            ("aggregator", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_aggregator::run(c, s).await?) })
-            }),
-            ("alerter", {
-                let (c, s) = (config.clone(), stopped());
-                tokio::spawn(async move { Ok(sluice_alerter::run(c, s).await?) })
-            }),
+        let roles = vec![
+            spawn_role("agent", sluice_agent::run(config.clone(), stopped())),
+            spawn_role("filterer", sluice_filterer::run(config.clone(), stopped())),
+            spawn_role(
+                "aggregator",
+                sluice_aggregator::run(config.clone(), stopped()),
+            ),
+            spawn_role("alerter", sluice_alerter::run(config.clone(), stopped())),
         ];
         let (names, mut handles): (Vec<&str>, Vec<_>) = roles.into_iter().unzip();
         // The banner once every role has bound its ports; the signal, or
@@ -375,6 +366,20 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
         stop_all(stop_tx, names, handles, first).await
     })?;
     Ok(())
+}
+
+/// Runs one role of `sluice up` as a task, named for its errors.
+fn spawn_role<E>(
+    name: &'static str,
+    run: impl Future<Output = Result<(), E>> + Send + 'static,
+) -> (&'static str, tokio::task::JoinHandle<anyhow::Result<()>>)
+where
+    E: Into<anyhow::Error>,
+{
+    (
+        name,
+        tokio::spawn(async move { run.await.map_err(Into::into) }),
+    )
 }
 
 /// Stops every role and waits for them; the first error wins. `first` is

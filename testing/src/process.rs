@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 /// here instead would resolve features differently from the test build
 /// (dev-dependencies unify features under `cargo test`), so every test
 /// process would rebuild the workspace and overwrite the binary under the
-/// others. A missing binary, or one older than any source file of the
-/// workspace, fails the test with the command that fixes it.
+/// others. A missing binary, or one older than a source file it was built
+/// from (as cargo's dep-info file `<bin>.d` beside it lists them), fails the
+/// test with the command that fixes it.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     // A test executable lives in <target>/<profile>/deps/.
@@ -33,8 +34,15 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
                 path.display()
             )
         });
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    if let Some((newer, _)) = newest_source(&root).filter(|(_, t)| *t > built) {
+    let dep_info = profile_dir.join(format!("{bin}.d"));
+    let listed = std::fs::read_to_string(&dep_info)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; {hint}", dep_info.display()));
+    let newer = dep_info_sources(&listed).into_iter().find(|source| {
+        std::fs::metadata(source)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > built)
+    });
+    if let Some(newer) = newer {
         panic!(
             "{} is older than {}; {hint}",
             path.display(),
@@ -44,42 +52,34 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     path
 }
 
-/// The most recently modified `.rs`, `Cargo.toml` or `Cargo.lock` under
-/// `dir` that a binary can be built from: target, test, bench and hidden
-/// directories are skipped.
-fn newest_source(dir: &std::path::Path) -> Option<(PathBuf, std::time::SystemTime)> {
-    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                let skipped = ["target", "fuzz", "tests", "testing", "benches"];
-                if !name.starts_with('.') && !skipped.contains(&name.as_ref()) {
-                    stack.push(path);
+/// The source files a cargo dep-info file lists for its first target
+/// (`target: a.rs b.rs …`, spaces inside a path escaped as `\ `).
+fn dep_info_sources(text: &str) -> Vec<PathBuf> {
+    let Some(line) = text.lines().next() else {
+        return Vec::new();
+    };
+    // The target is an absolute path, so the first ": " ends it.
+    let Some((_, deps)) = line.split_once(": ") else {
+        return Vec::new();
+    };
+    let mut sources = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ' ' => {
+                if !current.is_empty() {
+                    sources.push(PathBuf::from(std::mem::take(&mut current)));
                 }
-                continue;
             }
-            if !(name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock") {
-                continue;
-            }
-            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
-                continue;
-            };
-            if newest.as_ref().is_none_or(|(_, t)| modified > *t) {
-                newest = Some((path, modified));
-            }
+            c => current.push(c),
         }
     }
-    newest
+    if !current.is_empty() {
+        sources.push(PathBuf::from(current));
+    }
+    sources
 }
 
 /// Finds a binary on `PATH` (and in the usual sbin directories, where Debian
@@ -157,4 +157,19 @@ pub fn signal(pid: u32, name: &str) {
         .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_lists_every_source_with_escaped_spaces() {
+        let text = "/t/debug/bin: /w/a.rs /w/my\\ dir/b.rs  /w/Cargo.toml\n\n/w/a.rs:\n";
+        assert_eq!(
+            dep_info_sources(text),
+            ["/w/a.rs", "/w/my dir/b.rs", "/w/Cargo.toml"].map(PathBuf::from)
+        );
+        assert!(dep_info_sources("").is_empty());
+    }
 }
