@@ -28,6 +28,8 @@ impl Alerter {
     /// the role's error when it stops instead, and after 60 s with what
     /// `/ready` and the nats-server said last.
     async fn start(nats: &NatsServer, text: &str) -> Alerter {
+        // The role's own log lines, shown with a failing test's output.
+        sluice_core::telemetry::init();
         let config = Config::parse(text).unwrap();
         let admin = admin_port(text);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
