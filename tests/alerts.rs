@@ -2,26 +2,15 @@
 //! against it: a silence made on the command line holds notifications back
 //! in the running alerter, and ending it lets new ones through.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use sluice_core::Level;
 use sluice_testing::{
-    Hooks, NatsServer, free_port, http_get, metric_value, publish_records, signal, test_record,
+    Hooks, NatsServer, StopOnDrop, free_port, http_get, metric_value, publish_records, test_record,
     wait_for,
 };
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            signal(self.0.id(), "TERM");
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn sluice(config: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(sluice_tests::sluice_binary())
@@ -106,7 +95,7 @@ group_interval_secs = 1
         .stderr(std::fs::File::create(tmp.path().join("alerter.err")).unwrap())
         .spawn()
         .unwrap();
-    let _child = KillOnDrop(child);
+    let _child = StopOnDrop(child);
     wait_for(
         Duration::from_secs(30),
         "the alerter's health",

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice_testing::{Collector, free_port, signal, wait_until};
+use sluice_testing::{Collector, StopOnDrop, free_port, signal, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
@@ -266,7 +266,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// Starts `sluice up` on `config` with its data, stdout (`up.out`) and
 /// stderr (`up.err`) under `dir`; stopped by PID when dropped, even when an
 /// assertion fails first.
-fn start_up(dir: &std::path::Path, config: &std::path::Path, nats_port: u16) -> KillOnDrop {
+fn start_up(dir: &std::path::Path, config: &std::path::Path, nats_port: u16) -> StopOnDrop {
     let child = Command::new(sluice_tests::sluice_binary())
         .args(["up", "--config"])
         .arg(config)
@@ -278,16 +278,5 @@ fn start_up(dir: &std::path::Path, config: &std::path::Path, nats_port: u16) -> 
         .stderr(std::fs::File::create(dir.join("up.err")).unwrap())
         .spawn()
         .unwrap();
-    KillOnDrop(child)
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            signal(self.0.id(), "TERM");
-            let _ = self.0.wait();
-        }
-    }
+    StopOnDrop(child)
 }

@@ -59,7 +59,7 @@ fn tcp(agent: &Agent, port: u16, messages: usize, raw: f64) {
         })
         .collect();
     let before = agent.metric(PUBLISHED);
-    let cpu0 = process_cpu_secs(agent.child.id());
+    let cpu0 = process_cpu_secs(agent.pid());
     let start = Instant::now();
     let senders: Vec<_> = payloads
         .into_iter()
@@ -75,7 +75,7 @@ fn tcp(agent: &Agent, port: u16, messages: usize, raw: f64) {
     }
     let total = (per_conn * CONNECTIONS) as f64;
     let secs = wait_published(agent, before + total, start);
-    let cpu = process_cpu_secs(agent.child.id()) - cpu0;
+    let cpu = process_cpu_secs(agent.pid()) - cpu0;
     println!(
         "(b) syslog TCP, octet-counted {LINE_BYTES}-byte messages, {CONNECTIONS} connections: {total:.0} in {secs:.2} s: {:.0} msgs/s, {:.1} MB/s, agent {:.2} CPU-s/GB, {:.0} % of (a)",
         total / secs,
@@ -163,7 +163,7 @@ fn http(agent: &Agent, port: u16, records: usize, raw: f64) {
         format!("[{}]", items.join(","))
     };
     let before = agent.metric(PUBLISHED);
-    let cpu0 = process_cpu_secs(agent.child.id());
+    let cpu0 = process_cpu_secs(agent.pid());
     let start = Instant::now();
     let clients: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
@@ -210,7 +210,7 @@ fn http(agent: &Agent, port: u16, records: usize, raw: f64) {
     let answered = start.elapsed().as_secs_f64();
     let total = (posts * CONNECTIONS * per_post) as f64;
     let secs = wait_published(agent, before + total, start);
-    let cpu = process_cpu_secs(agent.child.id()) - cpu0;
+    let cpu = process_cpu_secs(agent.pid()) - cpu0;
     println!(
         "(d) HTTP, {per_post}-record posts ({} KiB), {CONNECTIONS} connections: {total:.0} records answered in {answered:.2} s, published in {secs:.2} s: {:.0} records/s, agent {:.1} µs CPU per record, {:.0} % of (a)",
         body.len() / 1024,

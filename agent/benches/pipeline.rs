@@ -47,8 +47,8 @@ fn end_to_end(dir: &Path, nats: &NatsServer, lines: usize, raw_mb: f64) {
         || metric(agent.port, "sluice_agent_records_published_total") >= total,
     );
     let secs = start.elapsed().as_secs_f64();
-    let cpu = process_cpu_secs(agent.child.id());
-    let rss = process_peak_rss_mib(agent.child.id());
+    let cpu = process_cpu_secs(agent.pid());
+    let rss = process_peak_rss_mib(agent.pid());
     let gb = total * LINE_BYTES as f64 / 1e9;
     let mb_s = total * LINE_BYTES as f64 / secs / 1e6;
     println!(
@@ -117,12 +117,12 @@ async fn latency(dir: &Path, nats: &NatsServer) {
             .copied()
             .unwrap_or(f64::NAN)
     };
-    let rss = process_peak_rss_mib(agent.child.id());
+    let rss = process_peak_rss_mib(agent.pid());
     // Idle: nothing written for a while, then five seconds of observation.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = process_cpu_secs(agent.child.id());
+    let before = process_cpu_secs(agent.pid());
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = process_cpu_secs(agent.child.id()) - before;
+    let idle = process_cpu_secs(agent.pid()) - before;
     println!(
         "(c) steady {rate} lines/s over {files} files for {secs} s: {} of {total} arrived, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; peak RSS {rss:.1} MiB; CPU while idle {idle:.3} s over 5 s",
         lat.len(),

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use sluice_core::record::now_nanos;
 use sluice_core::{Level, Record};
 use sluice_testing::{
-    NatsServer, S3Server, bench_runtime, bench_size, free_port, http_get, metric_value,
-    process_cpu_secs, signal, wait_until,
+    NatsServer, S3Server, StopOnDrop, bench_runtime, bench_size, free_port, http_get, metric_value,
+    process_cpu_secs, try_http_get, wait_until,
 };
 
 fn records(n: usize) -> Vec<Record> {
@@ -153,7 +153,7 @@ fn main() {
     )
     .unwrap();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["filterer", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -162,14 +162,23 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut child = StopOnDrop(child);
     let metric = |name: &str| metric_value(&http_get(port, "/metrics").1, name);
     wait_until(
         Duration::from_secs(600),
         "the filterer to store everything",
-        || metric("sluice_filterer_messages_acked_total") >= messages as f64,
+        || {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                panic!("the filterer exited with {status}");
+            }
+            // Until the admin port is bound, nothing is acked yet.
+            try_http_get(port, "/metrics").is_ok_and(|(_, body)| {
+                metric_value(&body, "sluice_filterer_messages_acked_total") >= messages as f64
+            })
+        },
     );
     let secs = start.elapsed().as_secs_f64();
-    let cpu = process_cpu_secs(child.id());
+    let cpu = process_cpu_secs(child.0.id());
     let raw = metric("sluice_filterer_raw_written_bytes_total");
     let compressed = metric("sluice_filterer_compressed_written_bytes_total");
     let ratio = raw / compressed;
@@ -181,6 +190,5 @@ fn main() {
         cpu / (raw / 1e9),
         100.0 * (raw / 1e6 / secs) / (raw_mb / gzip_secs)
     );
-    signal(child.id(), "TERM");
-    let _ = child.wait();
+    drop(child);
 }

@@ -40,7 +40,8 @@ pub use misfiled::{DeadLetterSeen, Misfiling, dead_letters, publish_misfiled, wa
 pub use nats::NatsServer;
 pub use net::{free_port, http_get, try_http_get};
 pub use process::{
-    find_binary, process_cpu_secs, process_peak_rss_mib, signal, terminate, workspace_binary,
+    StopOnDrop, find_binary, process_cpu_secs, process_peak_rss_mib, signal, terminate,
+    workspace_binary,
 };
 pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 pub use stream::{Collector, publish_records, test_record};

@@ -94,6 +94,13 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 
 /// Stops a child process: SIGTERM, then SIGKILL after 10 s; waits for it.
 pub fn terminate(mut child: Child) {
+    stop_child(&mut child);
+}
+
+fn stop_child(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     signal(child.id(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -104,6 +111,16 @@ pub fn terminate(mut child: Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A child process stopped like [`terminate`] when this is dropped, so a
+/// failing test or benchmark leaves no process behind.
+pub struct StopOnDrop(pub Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        stop_child(&mut self.0);
+    }
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc`. Panics

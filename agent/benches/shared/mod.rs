@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -14,7 +14,7 @@ use futures::stream::FuturesUnordered;
 use sluice_core::codec::encode_batch;
 use sluice_core::config::NatsConfig;
 use sluice_core::{Level, Record};
-use sluice_testing::{NatsServer, free_port, http_get, metric_value, signal};
+use sluice_testing::{NatsServer, StopOnDrop, free_port, http_get, metric_value};
 
 /// Bytes per benchmark line or message.
 pub const LINE_BYTES: usize = 200;
@@ -32,7 +32,7 @@ pub fn metric(port: u16, name: &str) -> f64 {
 
 /// The agent binary, configured with `sources` (raw TOML) and started.
 pub struct Agent {
-    pub child: Child,
+    pub child: StopOnDrop,
     pub port: u16,
 }
 
@@ -63,7 +63,10 @@ impl Agent {
         sluice_testing::wait_until(Duration::from_secs(30), "the agent to be ready", || {
             sluice_testing::try_http_get(port, "/ready").is_ok_and(|(status, _)| status == 200)
         });
-        Agent { child, port }
+        Agent {
+            child: StopOnDrop(child),
+            port,
+        }
     }
 
     /// Tails `include` as app `app`.
@@ -76,9 +79,12 @@ impl Agent {
         metric(self.port, name)
     }
 
-    pub fn stop(mut self) {
-        signal(self.child.id(), "TERM");
-        let _ = self.child.wait();
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    pub fn stop(self) {
+        drop(self.child);
     }
 }
 
