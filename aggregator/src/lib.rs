@@ -138,14 +138,7 @@ pub async fn run(
         role.finish().await;
         return Ok(());
     };
-    role.spawn(outbox::deliver_loop(
-        js.clone(),
-        claims,
-        deliverer,
-        role.claimant().to_string(),
-        metrics.delivery.clone(),
-        role.stopping(),
-    ));
+    outbox::spawn_delivery(&role, &js, claims, deliverer, &metrics.delivery);
     let mut consumers = consumers.into_iter();
     let (Some(error_c), Some(fatal_c), Some(counts_c)) =
         (consumers.next(), consumers.next(), consumers.next())

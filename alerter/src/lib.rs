@@ -145,14 +145,7 @@ pub async fn run(
         role.finish().await;
         return Ok(());
     };
-    role.spawn(outbox::deliver_loop(
-        js.clone(),
-        claims,
-        deliverer,
-        role.claimant().to_string(),
-        metrics.delivery.clone(),
-        role.stopping(),
-    ));
+    outbox::spawn_delivery(&role, &js, claims, deliverer, &metrics.delivery);
     let heartbeat = role.heartbeat("rule evaluation", acfg.admin.stall_secs);
     let instance = role.instance().to_string();
 

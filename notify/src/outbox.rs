@@ -231,10 +231,29 @@ async fn record(claims: &kv::Store, key: &str, state: &ClaimState, revision: u64
     }
 }
 
+/// Runs [`deliver_loop`] as one of `role`'s tasks, claiming as the role's
+/// claimant and stopping with it: how a notifying role delivers.
+pub fn spawn_delivery(
+    role: &sluice_core::role::Role,
+    js: &jetstream::Context,
+    claims: kv::Store,
+    deliverer: Deliverer,
+    metrics: &DeliveryMetrics,
+) {
+    role.spawn(deliver_loop(
+        js.clone(),
+        claims,
+        deliverer,
+        role.claimant().to_string(),
+        metrics.clone(),
+        role.stopping(),
+    ));
+}
+
 /// Delivers what the outbox holds until `shutdown` completes, finishing the
 /// attempts under way. `claimant` is who this process is in claims
 /// (`sluice_core::role::Role::claimant`).
-pub async fn deliver_loop(
+async fn deliver_loop(
     js: jetstream::Context,
     claims: kv::Store,
     deliverer: Deliverer,
