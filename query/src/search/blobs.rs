@@ -1,0 +1,339 @@
+//! The blob half of a search: list, judge by sidecar, read newest first,
+//! stop early.
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use sluice_core::Record;
+use sluice_core::index::{BlobIndex, sidecar_key};
+use sluice_core::layout::{BLOB_SUFFIX, Partition};
+use sluice_core::store::Store;
+
+use super::{Answer, Order, Request, SidecarCache, Stats};
+
+/// Blobs read at once.
+const READ_CONCURRENCY: usize = 8;
+/// Sidecars fetched at once.
+const SIDECAR_CONCURRENCY: usize = 32;
+
+/// One blob that may be read.
+struct Candidate {
+    key: Path,
+    /// Earliest and latest record time the blob may hold.
+    min_ts: i64,
+    max_ts: i64,
+}
+
+/// Searches the blobs of `store` for `request`.
+pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -> Answer {
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let mut candidates = Vec::new();
+    if request.from_ns < request.to_ns && request.limit > 0 {
+        for app in &request.apps {
+            match list_app(store, app, request, &mut stats).await {
+                Ok(keys) => {
+                    let judged = judge(store, sidecars, request, keys, &mut stats).await;
+                    candidates.extend(judged);
+                }
+                Err(err) => {
+                    stats.partial = true;
+                    stats.errors.push(format!("listing app {app}: {err}"));
+                }
+            }
+        }
+    }
+    match request.order {
+        Order::Newest => candidates.sort_by_key(|c| std::cmp::Reverse(c.max_ts)),
+        Order::Oldest => candidates.sort_by_key(|c| c.min_ts),
+    }
+    let wanted = request.offset.saturating_add(request.limit);
+    let mut kept: Vec<Record> = Vec::new();
+    let mut total = 0u64;
+    let mut complete = true;
+    let mut next = 0;
+    while next < candidates.len() {
+        if Instant::now() >= request.deadline {
+            stats.partial = true;
+            stats
+                .errors
+                .push("the query took longer than its timeout".into());
+            complete = false;
+            break;
+        }
+        if !request.exact_count
+            && kept.len() >= wanted
+            && !can_improve(request, &kept, &candidates[next])
+        {
+            stats.skipped_by_order = (candidates.len() - next) as u64;
+            complete = false;
+            break;
+        }
+        let wave = &candidates[next..(next + READ_CONCURRENCY).min(candidates.len())];
+        next += wave.len();
+        let results: Vec<Scanned> = futures::stream::iter(wave)
+            .map(|c| read_blob(store, request, c))
+            .buffered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        for scanned in results {
+            stats.store_requests += 1;
+            stats.blobs_read += 1;
+            stats.bytes_read += scanned.bytes;
+            stats.records_scanned += scanned.records;
+            stats.lines_unparsed += scanned.unparsed;
+            total += scanned.matched.len() as u64;
+            kept.extend(scanned.matched);
+            if let Some(err) = scanned.error {
+                stats.partial = true;
+                stats.errors.push(err);
+            }
+        }
+        request.sort(&mut kept);
+        kept.dedup_by(|a, b| a.id == b.id);
+        kept.truncate(wanted);
+    }
+    stats.elapsed_ms = started.elapsed().as_millis() as u64;
+    Answer {
+        logs: kept.into_iter().skip(request.offset).collect(),
+        total,
+        total_exact: complete && !stats.partial,
+        stats,
+    }
+}
+
+/// Whether `candidate` may hold a record better than the worst one kept.
+fn can_improve(request: &Request, kept: &[Record], candidate: &Candidate) -> bool {
+    let Some(worst) = kept.last() else {
+        return true;
+    };
+    match request.order {
+        Order::Newest => candidate.max_ts >= worst.ts,
+        Order::Oldest => candidate.min_ts <= worst.ts,
+    }
+}
+
+/// The blob keys of `app`'s hours that overlap the request's range.
+async fn list_app(
+    store: &Store,
+    app: &str,
+    request: &Request,
+    stats: &mut Stats,
+) -> object_store::Result<Vec<(Partition, Path)>> {
+    // The days that exist, then each day in range (one list per day).
+    let app_prefix = store.key(&format!("app={app}"));
+    stats.store_requests += 1;
+    let days = store.inner.list_with_delimiter(Some(&app_prefix)).await?;
+    let first_day = day_of(request.from_ns);
+    let last_day = day_of(request.to_ns - 1);
+    let mut keys = Vec::new();
+    let mut partitions = std::collections::HashSet::new();
+    for day in days.common_prefixes {
+        let Some(date) = day.filename().and_then(|n| n.strip_prefix("dt=")) else {
+            continue;
+        };
+        if date < first_day.as_str() || date > last_day.as_str() {
+            continue;
+        }
+        stats.store_requests += 1;
+        let listed: Vec<object_store::ObjectMeta> =
+            store.inner.list(Some(&day)).try_collect().await?;
+        for meta in listed {
+            let Some(rel) = store.relative(&meta.location) else {
+                continue;
+            };
+            let Some((partition, name)) = Partition::parse_key(&rel) else {
+                continue;
+            };
+            if partition.app != app || !name.ends_with(BLOB_SUFFIX) {
+                continue;
+            }
+            if partition.end_ns() <= request.from_ns || partition.start_ns() >= request.to_ns {
+                continue;
+            }
+            partitions.insert(partition.hour);
+            keys.push((partition, meta.location));
+        }
+    }
+    stats.partitions += partitions.len() as u64;
+    Ok(keys)
+}
+
+/// `YYYY-MM-DD` of an instant, as the layout writes it.
+fn day_of(ns: i64) -> String {
+    let prefix = Partition::of("x", ns).prefix();
+    prefix
+        .split('/')
+        .find_map(|part| part.strip_prefix("dt="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Fetches the sidecars of `keys` and keeps the blobs they do not rule out.
+async fn judge(
+    store: &Store,
+    sidecars: &SidecarCache,
+    request: &Request,
+    keys: Vec<(Partition, Path)>,
+    stats: &mut Stats,
+) -> Vec<Candidate> {
+    stats.blobs_considered += keys.len() as u64;
+    let fetched: Vec<(Partition, Path, Fetched)> = futures::stream::iter(keys)
+        .map(|(partition, key)| async move {
+            let sidecar = fetch_sidecar(store, sidecars, &key).await;
+            (partition, key, sidecar)
+        })
+        .buffer_unordered(SIDECAR_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for (partition, key, sidecar) in fetched {
+        let index = match sidecar {
+            Fetched::Cached(index) => Some(index),
+            Fetched::Read(index) => {
+                stats.store_requests += 1;
+                stats.sidecars_read += 1;
+                Some(index)
+            }
+            Fetched::Unreadable(why) => {
+                stats.store_requests += 1;
+                stats.sidecars_unreadable += 1;
+                tracing::debug!(blob = %key, %why, "sidecar unreadable; reading the blob in full");
+                None
+            }
+        };
+        let Some(index) = index else {
+            out.push(Candidate {
+                key,
+                min_ts: partition.start_ns(),
+                max_ts: partition.end_ns() - 1,
+            });
+            continue;
+        };
+        if !index.overlaps(request.from_ns, request.to_ns - 1) {
+            stats.skipped_by_time += 1;
+        } else if request.level.as_ref().is_some_and(|e| !e.may_match(&index)) {
+            stats.skipped_by_level += 1;
+        } else if request
+            .service
+            .as_ref()
+            .is_some_and(|e| !e.may_match(&index))
+        {
+            stats.skipped_by_service += 1;
+        } else if !request.query.may_match(&index) {
+            stats.skipped_by_bloom += 1;
+        } else {
+            out.push(Candidate {
+                key,
+                min_ts: index.min_ts,
+                max_ts: index.max_ts,
+            });
+        }
+    }
+    out
+}
+
+enum Fetched {
+    Cached(Arc<BlobIndex>),
+    Read(Arc<BlobIndex>),
+    Unreadable(String),
+}
+
+async fn fetch_sidecar(store: &Store, sidecars: &SidecarCache, blob: &Path) -> Fetched {
+    let key = sidecar_key(blob.as_ref());
+    if let Some(index) = sidecars.get(&key) {
+        return Fetched::Cached(index);
+    }
+    let path = Path::from(key.as_str());
+    let bytes = match store.inner.get(&path).await {
+        Ok(got) => match got.bytes().await {
+            Ok(bytes) => bytes,
+            Err(err) => return Fetched::Unreadable(err.to_string()),
+        },
+        Err(err) => return Fetched::Unreadable(err.to_string()),
+    };
+    match BlobIndex::from_bytes(&bytes) {
+        Ok(index) => {
+            let index = Arc::new(index);
+            sidecars.put(key, index.clone());
+            Fetched::Read(index)
+        }
+        Err(err) => Fetched::Unreadable(err.to_string()),
+    }
+}
+
+/// What reading one blob gave.
+#[derive(Default)]
+struct Scanned {
+    matched: Vec<Record>,
+    records: u64,
+    unparsed: u64,
+    bytes: u64,
+    error: Option<String>,
+}
+
+async fn read_blob(store: &Store, request: &Request, candidate: &Candidate) -> Scanned {
+    let key = candidate.key.clone();
+    let bytes = match store.inner.get(&key).await {
+        Ok(got) => match got.bytes().await {
+            Ok(bytes) => bytes,
+            Err(err) => return failed(&key, err),
+        },
+        Err(err) => return failed(&key, err),
+    };
+    let request = request.clone();
+    tokio::task::spawn_blocking(move || scan(&key, &bytes, &request))
+        .await
+        .unwrap_or_else(|e| Scanned {
+            error: Some(format!("scanning {}: {e}", candidate.key)),
+            ..Scanned::default()
+        })
+}
+
+fn failed(key: &Path, err: object_store::Error) -> Scanned {
+    Scanned {
+        error: Some(format!("reading {key}: {err}")),
+        ..Scanned::default()
+    }
+}
+
+/// Decompresses `bytes` as a stream and keeps the records `request`
+/// accepts.
+fn scan(key: &Path, bytes: &[u8], request: &Request) -> Scanned {
+    let mut out = Scanned {
+        bytes: bytes.len() as u64,
+        ..Scanned::default()
+    };
+    let mut reader =
+        std::io::BufReader::with_capacity(256 << 10, flate2::read::MultiGzDecoder::new(bytes));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(err) => {
+                out.error = Some(format!("{key} is corrupt: {err}"));
+                break;
+            }
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.is_empty() {
+            continue;
+        }
+        out.records += 1;
+        match serde_json::from_slice::<Record>(text) {
+            Ok(record) => {
+                if request.accepts(&record) {
+                    out.matched.push(record);
+                }
+            }
+            Err(_) => out.unparsed += 1,
+        }
+    }
+    out
+}

@@ -1,0 +1,154 @@
+//! Searching the filed blobs: which objects a query reads, in what order,
+//! and when it stops.
+//!
+//! ```text
+//!  apps × days in range ── list ──> blobs and sidecars of each hour
+//!        │                                   │ sidecar (cached: immutable)
+//!        │                        time / level / service / bloom ──> skipped, counted
+//!        v                                   │ may hold a match
+//!  newest first (by the sidecar's max_ts) ── read, gunzip as a stream, match
+//!        │
+//!  stop when the page is full and no unread blob can hold a better record
+//! ```
+//!
+//! Invariants:
+//! * A blob is skipped only when its sidecar proves it holds no match
+//!   ([`crate::lang::Expr::may_match`]). A blob without a readable sidecar is
+//!   read in full, and counted.
+//! * Records are told apart by `id`: one found twice (in two blobs before
+//!   compaction removed one) is returned and counted once.
+//! * A corrupt blob is skipped, named in [`Stats::errors`], and the answer is
+//!   flagged partial; so is one cut short by the deadline.
+//! * Only keys under the store's prefix and the request's apps are listed
+//!   or read.
+
+mod blobs;
+mod sidecars;
+
+pub use blobs::search;
+pub use sidecars::SidecarCache;
+
+use serde::Serialize;
+use sluice_core::Record;
+
+use crate::lang::Expr;
+
+/// The order of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Newest first (the default).
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+}
+
+/// One search over the blobs.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The query.
+    pub query: Expr,
+    /// The `level` parameter, as a query of its own (so skips are counted
+    /// by reason).
+    pub level: Option<Expr>,
+    /// The `service` parameter, likewise.
+    pub service: Option<Expr>,
+    /// The apps to search (already checked against the caller's token).
+    pub apps: Vec<String>,
+    /// First nanosecond searched, inclusive.
+    pub from_ns: i64,
+    /// Last nanosecond searched, exclusive.
+    pub to_ns: i64,
+    /// How many records to return at most.
+    pub limit: usize,
+    /// How many of the best records to pass over first (a page).
+    pub offset: usize,
+    pub order: Order,
+    /// Only records after this `(ts, id)` in `order`: a cursor's position.
+    pub after: Option<(i64, String)>,
+    /// Scan every candidate blob, so `total` is exact.
+    pub exact_count: bool,
+    /// When the search gives up and answers with what it has (partial).
+    pub deadline: std::time::Instant,
+}
+
+impl Request {
+    /// Whether `record` is an answer: of one of the apps, in range, after
+    /// the cursor, matching the query and the parameters.
+    pub fn accepts(&self, record: &Record) -> bool {
+        self.apps.contains(&record.app)
+            && record.ts >= self.from_ns
+            && record.ts < self.to_ns
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|after| self.past(after, record))
+            && self.level.as_ref().is_none_or(|e| e.matches(record))
+            && self.service.as_ref().is_none_or(|e| e.matches(record))
+            && self.query.matches(record)
+    }
+
+    /// Whether `record` comes after position `(ts, id)` in the order.
+    fn past(&self, (ts, id): &(i64, String), record: &Record) -> bool {
+        let key = (record.ts, record.id.as_str());
+        match self.order {
+            Order::Newest => key < (*ts, id.as_str()),
+            Order::Oldest => key > (*ts, id.as_str()),
+        }
+    }
+
+    /// Sorts records into the answer's order.
+    pub fn sort(&self, records: &mut [Record]) {
+        records.sort_by(|a, b| {
+            let ord = (a.ts, &a.id).cmp(&(b.ts, &b.id));
+            match self.order {
+                Order::Newest => ord.reverse(),
+                Order::Oldest => ord,
+            }
+        });
+    }
+}
+
+/// What a search found.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The page, in the requested order.
+    pub logs: Vec<Record>,
+    /// Matching records: exact when `total_exact`, otherwise at least this.
+    pub total: u64,
+    pub total_exact: bool,
+    pub stats: Stats,
+}
+
+/// What a search cost and what it skipped.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    /// Hour partitions with blobs in the searched range.
+    pub partitions: u64,
+    /// Blobs in those partitions.
+    pub blobs_considered: u64,
+    pub skipped_by_time: u64,
+    pub skipped_by_level: u64,
+    pub skipped_by_service: u64,
+    /// Skipped by the rest of the query: its tokens, apps and negations.
+    pub skipped_by_bloom: u64,
+    /// Blobs left unread because the page was already full of better
+    /// records.
+    pub skipped_by_order: u64,
+    pub blobs_read: u64,
+    /// Blobs whose sidecar was missing, corrupt or of an unknown version:
+    /// read in full instead.
+    pub sidecars_unreadable: u64,
+    pub sidecars_read: u64,
+    pub bytes_read: u64,
+    /// Store requests made (lists and gets; cached sidecars cost none).
+    pub store_requests: u64,
+    pub records_scanned: u64,
+    /// Lines of a blob that are not records: counted, not returned.
+    pub lines_unparsed: u64,
+    pub elapsed_ms: u64,
+    /// Some blob could not be read, or the deadline passed.
+    pub partial: bool,
+    /// What could not be read, and why.
+    pub errors: Vec<String>,
+}
