@@ -63,6 +63,10 @@ const CASES: &[(&str, &str)] = &[
         "[alerter]\nretry_max_secs = 0\n",
         "line 2, column 18: [alerter] retry_max_secs",
     ),
+    (
+        "[query]\ntimeout_secs = 0\n",
+        "line 2, column 16: [query] timeout_secs",
+    ),
 ];
 
 fn check(program: &Path, file: &Path) -> (Option<i32>, String) {

@@ -36,6 +36,11 @@ fn roles() -> Vec<RoleCmd> {
         tier("filterer"),
         tier("aggregator"),
         tier("alerter"),
+        RoleCmd {
+            // Searches the store; it reads no stream yet.
+            ready_without_nats: true,
+            ..tier("query")
+        },
     ]
 }
 
@@ -53,7 +58,8 @@ fn config(dir: &Path, admin: u16) -> PathBuf {
              [agent.limits]\nnice = 0\n\
              [filterer.admin]\nlisten = \"127.0.0.1:{admin}\"\n\
              [aggregator]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n\
-             [alerter]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n",
+             [alerter]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n\
+             [query]\nlisten = \"127.0.0.1:{admin}\"\n",
             nats = free_port(),
             blobs = dir.join("blobs").display(),
             data = dir.join("agent").display(),

@@ -24,6 +24,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     let filterer_port = free_port();
     let aggregator_port = free_port();
     let alerter_port = free_port();
+    let query_port = free_port();
     let syslog_port = free_port();
     let http_port = free_port();
     let config = tmp.path().join("sluice.toml");
@@ -36,7 +37,8 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
              [agent.http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [filterer]\nflush_interval_secs = 1\n[filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n\
              [aggregator.admin]\nlisten = \"127.0.0.1:{aggregator_port}\"\n\
-             [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n",
+             [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n\
+             [query]\nlisten = \"127.0.0.1:{query_port}\"\n",
             tmp.path().join("agent").display(),
             logs.display()
         ),
@@ -155,6 +157,24 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
                 .any(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
         },
     );
+    // And the search the banner points at finds them there.
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{query_port}/api/v1/logs/search")),
+        "{printed}"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the search to find every line",
+        || {
+            let (status, body) = sluice_testing::http_get(
+                query_port,
+                "/api/v1/logs/search?query=up%20line&app=up&limit=1000",
+            );
+            assert_eq!(status, 200, "{body}");
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+            answer["logs"].as_array().map_or(0, Vec::len) == lines.len()
+        },
+    );
 
     signal(child.0.id(), "TERM");
     let status = child.0.wait().unwrap();
@@ -179,6 +199,7 @@ fn one_role_failing_stops_every_role_and_up_exits_1() {
         alerter_port,
         syslog_port,
         http_port,
+        query_port,
     ] = std::array::from_fn(|_| free_port());
     // Something else holds the aggregator's admin port.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -193,7 +214,8 @@ fn one_role_failing_stops_every_role_and_up_exits_1() {
              [agent.http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n\
              [aggregator.admin]\nlisten = \"127.0.0.1:{taken_port}\"\n\
-             [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n",
+             [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n\
+             [query]\nlisten = \"127.0.0.1:{query_port}\"\n",
             tmp.path().join("agent").display(),
         ),
     )
@@ -220,6 +242,7 @@ fn one_role_failing_stops_every_role_and_up_exits_1() {
         filterer_port,
         alerter_port,
         http_port,
+        query_port,
     ] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),

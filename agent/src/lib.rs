@@ -132,6 +132,7 @@ pub async fn run(
         name: ROLE,
         instance: id.clone(),
         admin: agent.admin.listen,
+        routes: axum::Router::new(),
     };
     let role = Role::start(spec, registry, shutdown).await?;
     let started = start(&config, &role, &metrics, &progress, host).await;

@@ -5,6 +5,7 @@
 //! sluice filterer --config F              the stream into per-app blobs
 //! sluice aggregator --config F            error groups, owners, hourly counts
 //! sluice alerter --config F               alert rules and notification delivery
+//! sluice query --config F                 the search API (/api/v1)
 //! sluice alerts list|silence|expire       silences and firing alerts
 //! sluice check --config F                 validate a configuration file
 //! ```
@@ -76,6 +77,12 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the query service: the search API over every app's filed logs.
+    Query {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Look at and silence alerts.
     Alerts {
         /// Configuration file (for `[nats]`; defaults when absent).
@@ -104,6 +111,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Alerter { config } => serve(&config, |c| {
             sluice_alerter::run(c, sluice_core::shutdown::signal())
+        }),
+        Cmd::Query { config } => serve(&config, |c| {
+            sluice_query::run(c, sluice_core::shutdown::signal())
         }),
         Cmd::Alerts { config, command } => {
             let config = match config {
@@ -153,6 +163,7 @@ fn validate(config: &Config) -> anyhow::Result<()> {
     sluice_filterer::validate(config)?;
     sluice_aggregator::validate(config)?;
     sluice_alerter::validate(config)?;
+    sluice_query::validate(config)?;
     Ok(())
 }
 
@@ -334,6 +345,7 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
                 sluice_aggregator::run(config.clone(), stopped()),
             ),
             spawn_role("alerter", sluice_alerter::run(config.clone(), stopped())),
+            spawn_role("query", sluice_query::run(config.clone(), stopped())),
         ];
         let (names, mut handles): (Vec<&str>, Vec<_>) = roles.into_iter().unzip();
         // The banner once every role has bound its ports; the signal, or
@@ -424,6 +436,7 @@ async fn ports_bound(config: &Config) -> Result<(), String> {
             config.aggregator.admin.listen,
         ),
         ("the alerter's admin endpoint", config.alerter.admin.listen),
+        ("the query API", config.query.listen),
     ];
     if let Some(h) = &config.agent.http {
         tcp.push(("HTTP ingestion", h.listen));
@@ -481,6 +494,10 @@ fn banner(config: &Config) {
         "  alerter:       http://{}/metrics ({} rules)",
         config.alerter.admin.listen,
         config.alerter.rules.len()
+    );
+    println!(
+        "  search:        http://{}/api/v1/logs/search?query=error",
+        config.query.listen
     );
     for r in &config.receivers {
         let target = r.url.as_deref().unwrap_or("the process log");

@@ -33,17 +33,20 @@ pub struct Admin {
     pub ready: HealthCheck,
 }
 
-/// Serves the endpoint on `listener` until `shutdown` completes.
+/// Serves the endpoint, and `routes` beside it, on `listener` until
+/// `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     admin: Admin,
+    routes: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(admin);
+        .with_state(admin)
+        .merge(routes);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -154,9 +154,18 @@ pub struct RoleSpec {
     pub instance: String,
     /// Where the admin endpoint listens.
     pub admin: SocketAddr,
+    /// What else the endpoint serves besides `/metrics`, `/health` and
+    /// `/ready`: a role's own API (the query service's `/api/v1`).
+    pub routes: axum::Router,
 }
 
 impl RoleSpec {
+    /// The same, also serving `routes` on the admin endpoint.
+    pub fn with_routes(mut self, routes: axum::Router) -> RoleSpec {
+        self.routes = routes;
+        self
+    }
+
     /// A tier role: its instance id is its section's `id`, else the host
     /// name, made a valid name ([`instance_id`]).
     pub fn tier(name: &'static str, configured_id: Option<&str>, admin: SocketAddr) -> RoleSpec {
@@ -164,6 +173,7 @@ impl RoleSpec {
             name,
             instance: instance_id(configured_id),
             admin,
+            routes: axum::Router::new(),
         }
     }
 }
@@ -260,8 +270,9 @@ impl Role {
             };
             let until = admin_stop.clone().cancelled_owned();
             let name = spec.name;
+            let routes = spec.routes;
             tokio::spawn(async move {
-                if let Err(err) = admin::serve(listener, served, until).await {
+                if let Err(err) = admin::serve(listener, served, routes, until).await {
                     tracing::error!(role = name, error = %err, "the admin endpoint stopped");
                 }
             })
@@ -441,6 +452,7 @@ mod tests {
             name: "test",
             instance: "t1".into(),
             admin: "127.0.0.1:0".parse().unwrap(),
+            routes: axum::Router::new(),
         }
     }
 

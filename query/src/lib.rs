@@ -1,14 +1,61 @@
-//! The query role's library: what a search means and how it is answered.
+//! The query role (`sluice query`): searching every application's filed
+//! logs over an HTTP JSON API.
 //!
 //! * [`lang`] — the query language: its specification, parser, and the two
 //!   questions a parsed query answers: does this record match, and may this
 //!   blob (judged by its sidecar alone) hold a match.
 //! * [`search`] — answering a query from the filed blobs: listing, sidecar
 //!   pruning, reading newest first, stopping early.
+//! * [`api`] — the `/api/v1` endpoints, their parameters, and who may read
+//!   which apps.
 //!
-//! Invariant: the sidecar test never says "no" for a blob holding a record
+//! Invariants: the sidecar test never says "no" for a blob holding a record
 //! the record test accepts, so a pruned search returns exactly what a full
-//! scan returns.
+//! scan returns; and an answer only ever holds records of apps the caller's
+//! token may read.
 
+pub mod api;
 pub mod lang;
+pub mod metrics;
 pub mod search;
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use sluice_core::config::Config;
+use sluice_core::role::{Role, RoleError, RoleSpec};
+
+use metrics::QueryMetrics;
+use search::SidecarCache;
+
+/// The role's name.
+pub const ROLE: &str = "query";
+
+/// The role's configuration check: the store URL can be used.
+pub fn validate(config: &Config) -> Result<(), RoleError> {
+    sluice_core::store::check(&config.store).map_err(|e| RoleError::Store(e.to_string()))
+}
+
+/// Serves the API until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RoleError> {
+    let qcfg = config.query.clone();
+    let store =
+        sluice_core::store::open(&config.store).map_err(|e| RoleError::Store(e.to_string()))?;
+    let mut registry = Registry::default();
+    let metrics = QueryMetrics::register(&mut registry);
+    let api = api::Api {
+        store,
+        sidecars: Arc::new(SidecarCache::new(qcfg.sidecar_cache_entries)),
+        config: Arc::new(qcfg.clone()),
+        metrics,
+    };
+    let spec = RoleSpec::tier(ROLE, qcfg.id.as_deref(), qcfg.listen).with_routes(api::routes(api));
+    let role = Role::start(spec, registry, shutdown).await?;
+    role.set_ready();
+    role.stopping().await;
+    role.finish().await;
+    Ok(())
+}

@@ -21,12 +21,13 @@
 //!
 //! Each section has its own module: `nats`, `agent` (with `files`,
 //! `syslog` and `http`), `store`, `filterer`, `receivers`, `aggregator`,
-//! `alerter`; the shared value types are in `values`, the admin endpoint of
+//! `alerter`, `query`; the shared value types are in `values`, the admin endpoint of
 //! every process in `admin`, and the placing of errors in `locate`.
 //!
 //! Secrets may stay out of the file: `[nats] password` and `token` fall back
 //! to the `SLUICE_NATS_PASSWORD` and `SLUICE_NATS_TOKEN` environment
-//! variables, `[agent.http] token` to `SLUICE_HTTP_TOKEN`.
+//! variables, `[agent.http] token` to `SLUICE_HTTP_TOKEN`, a `[[query.tokens]]` token to
+//! `SLUICE_QUERY_TOKEN_<NAME>`.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,7 @@ mod alerter;
 mod filterer;
 mod locate;
 mod nats;
+mod query;
 mod receivers;
 mod store;
 mod values;
@@ -53,6 +55,7 @@ pub use aggregator::{AggregatorConfig, OwnerConfig};
 pub use alerter::{AlerterConfig, GROUP_BY_FIELDS, RuleConfig, RuleKind, SilenceConfig};
 pub use filterer::{FiltererConfig, MIN_BLOB_BYTES};
 pub use nats::NatsConfig;
+pub use query::{QueryConfig, TokenConfig};
 pub use receivers::{ReceiverConfig, ReceiverKind};
 pub use store::{DEFAULT_STORE_URL, StoreConfig};
 pub use values::{Name, Pattern};
@@ -106,6 +109,9 @@ pub struct Config {
     /// The alerter (`sluice alerter`).
     #[serde(default)]
     pub alerter: AlerterConfig,
+    /// The search API (`sluice query`).
+    #[serde(default)]
+    pub query: QueryConfig,
 }
 
 impl Config {
@@ -129,6 +135,7 @@ impl Config {
         config.store.apply_env();
         config.agent.apply_env();
         receivers::apply_env(&mut config.receivers);
+        config.query.apply_env();
         config.check().map_err(|issue| issue.render(text))?;
         Ok(config)
     }
@@ -140,6 +147,7 @@ impl Config {
         let receivers = receivers::check(&self.receivers)?;
         self.aggregator.check(&receivers)?;
         self.alerter.check(&receivers)?;
+        self.query.check()?;
         Ok(())
     }
 }

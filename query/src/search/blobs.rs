@@ -52,6 +52,7 @@ pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -
         Order::Oldest => candidates.sort_by_key(|c| c.min_ts),
     }
     let wanted = request.offset.saturating_add(request.limit);
+    let shared = Arc::new(request.clone());
     let mut kept: Vec<Record> = Vec::new();
     let mut total = 0u64;
     let mut complete = true;
@@ -75,8 +76,11 @@ pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -
         }
         let wave = &candidates[next..(next + READ_CONCURRENCY).min(candidates.len())];
         next += wave.len();
-        let results: Vec<Scanned> = futures::stream::iter(wave)
-            .map(|c| read_blob(store, request, c))
+        let reads: Vec<_> = wave
+            .iter()
+            .map(|c| read_blob(store.clone(), shared.clone(), c.key.clone()))
+            .collect();
+        let results: Vec<Scanned> = futures::stream::iter(reads)
             .buffered(READ_CONCURRENCY)
             .collect()
             .await;
@@ -276,8 +280,7 @@ struct Scanned {
     error: Option<String>,
 }
 
-async fn read_blob(store: &Store, request: &Request, candidate: &Candidate) -> Scanned {
-    let key = candidate.key.clone();
+async fn read_blob(store: Store, request: Arc<Request>, key: Path) -> Scanned {
     let bytes = match store.inner.get(&key).await {
         Ok(got) => match got.bytes().await {
             Ok(bytes) => bytes,
@@ -285,11 +288,11 @@ async fn read_blob(store: &Store, request: &Request, candidate: &Candidate) -> S
         },
         Err(err) => return failed(&key, err),
     };
-    let request = request.clone();
+    let name = key.to_string();
     tokio::task::spawn_blocking(move || scan(&key, &bytes, &request))
         .await
         .unwrap_or_else(|e| Scanned {
-            error: Some(format!("scanning {}: {e}", candidate.key)),
+            error: Some(format!("scanning {name}: {e}")),
             ..Scanned::default()
         })
 }
