@@ -24,10 +24,21 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 /// Like [`http_get`], but an error when the endpoint cannot be reached or
 /// does not answer HTTP.
 pub fn try_http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    try_http_get_as(port, path, None)
+}
+
+/// Like [`try_http_get`], with `Authorization: Bearer <token>` when a
+/// token is given.
+pub fn try_http_get_as(
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .map_err(|e| format!("cannot connect: {e} (is the process running?)"))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n")
         .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut out = String::new();
     s.read_to_string(&mut out)

@@ -193,7 +193,9 @@ async fn search_logs(
         exact_count: p.exact_count,
         deadline: started + Duration::from_secs(api.config.timeout_secs),
     };
-    let answer = search(&api.store, &api.sidecars, &request).await;
+    let answer = search(&api.store, &api.sidecars, &request)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     api.metrics.observe(&answer.stats, started.elapsed());
     tracing::info!(
         token = caller.name(),

@@ -17,6 +17,8 @@ use super::{Answer, Order, Request, SidecarCache, Stats};
 
 /// Blobs read at once.
 const READ_CONCURRENCY: usize = 8;
+/// Ids remembered to count each match once.
+const MAX_IDS_COUNTED: usize = 1 << 20;
 /// Sidecars fetched at once.
 const SIDECAR_CONCURRENCY: usize = 32;
 
@@ -28,8 +30,13 @@ struct Candidate {
     max_ts: i64,
 }
 
-/// Searches the blobs of `store` for `request`.
-pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -> Answer {
+/// Searches the blobs of `store` for `request`. Fails only when the store
+/// cannot be listed; a blob that cannot be read makes the answer partial.
+pub async fn search(
+    store: &Store,
+    sidecars: &SidecarCache,
+    request: &Request,
+) -> Result<Answer, StoreUnreachable> {
     let started = Instant::now();
     let mut stats = Stats::default();
     let mut candidates = Vec::new();
@@ -40,10 +47,7 @@ pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -
                     let judged = judge(store, sidecars, request, keys, &mut stats).await;
                     candidates.extend(judged);
                 }
-                Err(err) => {
-                    stats.partial = true;
-                    stats.errors.push(format!("listing app {app}: {err}"));
-                }
+                Err(err) => return Err(StoreUnreachable(format!("listing app {app}: {err}"))),
             }
         }
     }
@@ -55,6 +59,7 @@ pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -
     let shared = Arc::new(request.clone());
     let mut kept: Vec<Record> = Vec::new();
     let mut total = 0u64;
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut complete = true;
     let mut next = 0;
     while next < candidates.len() {
@@ -90,8 +95,20 @@ pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -
             stats.bytes_read += scanned.bytes;
             stats.records_scanned += scanned.records;
             stats.lines_unparsed += scanned.unparsed;
-            total += scanned.matched.len() as u64;
-            kept.extend(scanned.matched);
+            for record in scanned.matched {
+                // A record in two blobs (before compaction removed one)
+                // counts once; past the cap of ids held, duplicates may be
+                // counted and the total is no longer exact.
+                if seen.len() < MAX_IDS_COUNTED {
+                    if !seen.insert(record.id.clone()) {
+                        continue;
+                    }
+                } else {
+                    complete = false;
+                }
+                total += 1;
+                kept.push(record);
+            }
             if let Some(err) = scanned.error {
                 stats.partial = true;
                 stats.errors.push(err);
@@ -102,13 +119,18 @@ pub async fn search(store: &Store, sidecars: &SidecarCache, request: &Request) -
         kept.truncate(wanted);
     }
     stats.elapsed_ms = started.elapsed().as_millis() as u64;
-    Answer {
+    Ok(Answer {
         logs: kept.into_iter().skip(request.offset).collect(),
         total,
         total_exact: complete && !stats.partial,
         stats,
-    }
+    })
 }
+
+/// The store could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("the store cannot be read: {0}")]
+pub struct StoreUnreachable(pub String);
 
 /// Whether `candidate` may hold a record better than the worst one kept.
 fn can_improve(request: &Request, kept: &[Record], candidate: &Candidate) -> bool {

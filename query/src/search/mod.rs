@@ -25,7 +25,7 @@
 mod blobs;
 mod sidecars;
 
-pub use blobs::search;
+pub use blobs::{StoreUnreachable, search};
 pub use sidecars::SidecarCache;
 
 use serde::Serialize;

@@ -1,0 +1,148 @@
+//! What the query tests share: deterministic records, and filing them
+//! as blobs with sidecars the way the filterer lays them out.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use object_store::ObjectStoreExt;
+use sluice_core::index::{IndexBuilder, sidecar_key};
+use sluice_core::layout::{BlobKind, Partition, blob_name};
+use sluice_core::store::Store;
+use sluice_core::time::NS_PER_HOUR;
+use sluice_core::{Level, Record};
+
+/// 2026-11-22T10:00:00Z.
+pub const BASE: i64 = 1_795_341_600_000_000_000;
+pub const HOURS: i64 = 3;
+
+const WORDS: &[&str] = &[
+    "order created",
+    "payment declined for order",
+    "Card Expired",
+    "timeout talking to warehouse",
+    "timed out waiting for lock",
+    "refund issued",
+    "user logged in",
+    "cache miss for key",
+];
+
+/// Deterministic records: two apps, three hours, five services, a rare
+/// needle word in two records.
+pub fn records() -> Vec<Record> {
+    let mut seed: u64 = 42;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let services = ["checkout", "billing", "api", "web", "worker"];
+    (0..3000u64)
+        .map(|i| {
+            let app = if next(3) == 0 { "billing" } else { "shop" };
+            let mut msg = WORDS[next(WORDS.len() as u64) as usize].to_string();
+            if i == 777 || i == 2222 {
+                msg.push_str(" zebra");
+            }
+            let mut attrs = BTreeMap::new();
+            attrs.insert("request_id".to_string(), format!("req-{}", next(500)));
+            Record {
+                id: format!("01JTEST{i:019}"),
+                ts: BASE + (next((HOURS * NS_PER_HOUR / 1_000_000) as u64) * 1_000_000) as i64,
+                app: app.into(),
+                service: services[next(5) as usize].into(),
+                host: format!("web-{}", next(3)),
+                level: Level::ALL[next(6) as usize],
+                msg,
+                attrs,
+                source: "file:/var/log/app.log".into(),
+            }
+        })
+        .collect()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub enum Sidecar {
+    Good,
+    Missing,
+    Corrupt,
+}
+
+/// Writes `records` as one blob of their partition, with its sidecar as
+/// asked. Returns the blob's key.
+pub async fn put_blob(
+    store: &Store,
+    partition: &Partition,
+    records: &[Record],
+    sidecar: Sidecar,
+) -> String {
+    let mut ndjson = Vec::new();
+    let mut index = IndexBuilder::new(&partition.app);
+    for r in records {
+        let line = r.to_json();
+        index.push(r, line.len());
+        ndjson.extend_from_slice(line.as_bytes());
+        ndjson.push(b'\n');
+    }
+    let blob = gzip(&ndjson);
+    let key = store.key(&format!(
+        "{}/{}",
+        partition.prefix(),
+        blob_name(BlobKind::Part, "test")
+    ));
+    let idx = index.finish(blob.len() as u64, false).to_bytes();
+    store.inner.put(&key, blob.into()).await.unwrap();
+    let side = object_store::path::Path::from(sidecar_key(key.as_ref()));
+    match sidecar {
+        Sidecar::Good => {
+            store.inner.put(&side, idx.into()).await.unwrap();
+        }
+        Sidecar::Corrupt => {
+            store
+                .inner
+                .put(&side, b"{\"version\":1,".to_vec().into())
+                .await
+                .unwrap();
+        }
+        Sidecar::Missing => {}
+    }
+    key.to_string()
+}
+
+/// Files `records` as three blobs per partition, the first of each
+/// partition of `shop` written a second time (as a compaction race leaves
+/// it), one sidecar corrupt and one missing.
+pub async fn file(store: &Store, records: &[Record]) -> usize {
+    let mut by_partition: BTreeMap<Partition, Vec<Record>> = BTreeMap::new();
+    for r in records {
+        by_partition
+            .entry(Partition::of(&r.app, r.ts))
+            .or_default()
+            .push(r.clone());
+    }
+    let mut blobs = 0;
+    for (n, (partition, recs)) in by_partition.iter().enumerate() {
+        let third = recs.len().div_ceil(3);
+        for (i, chunk) in recs.chunks(third).enumerate() {
+            let sidecar = match (n, i) {
+                (0, 1) => Sidecar::Corrupt,
+                (1, 2) => Sidecar::Missing,
+                _ => Sidecar::Good,
+            };
+            put_blob(store, partition, chunk, sidecar).await;
+            blobs += 1;
+            if i == 0 && partition.app == "shop" {
+                put_blob(store, partition, chunk, Sidecar::Good).await;
+                blobs += 1;
+            }
+        }
+    }
+    blobs
+}
