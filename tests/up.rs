@@ -48,6 +48,12 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     let mut child = start_up(tmp.path(), &config, nats_port);
     // The banner comes once every role has bound its ports.
     wait_until(Duration::from_secs(30), "sluice up's banner", || {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!(
+                "sluice up exited with {status} before its banner:\n{}",
+                std::fs::read_to_string(tmp.path().join("up.err")).unwrap_or_default()
+            );
+        }
         std::fs::read_to_string(&out).is_ok_and(|t| t.contains("press ctrl-c to stop"))
     });
     assert!(TcpStream::connect(("127.0.0.1", admin_port)).is_ok());

@@ -202,7 +202,7 @@ pub async fn run(
     let mut last_read = std::time::Instant::now();
     'run: loop {
         let messages = tokio::select! {
-            m = open_reader(&js, &config.nats.stream, start, last_seq) => m,
+            m = sluice_core::nats::ordered_reader(&js, &config.nats.stream, start, last_seq) => m,
             _ = &mut shutdown => break 'run,
         };
         let mut messages = match messages {
@@ -267,35 +267,6 @@ pub async fn run(
     state.checkpoint(&engine).await;
     role.finish().await;
     Ok(())
-}
-
-/// An ordered consumer over the whole stream from `start` (ns), or after
-/// sequence `after` when it is not 0.
-async fn open_reader(
-    js: &jetstream::Context,
-    stream: &str,
-    start: i64,
-    after: u64,
-) -> Result<pull::Ordered, String> {
-    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-    let deliver_policy = if after > 0 {
-        jetstream::consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: after + 1,
-        }
-    } else {
-        jetstream::consumer::DeliverPolicy::ByStartTime {
-            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(start))
-                .map_err(|e| e.to_string())?,
-        }
-    };
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    consumer.messages().await.map_err(|e| e.to_string())
 }
 
 /// Loads the firing alerts from KV, so one that clears while this instance

@@ -149,6 +149,39 @@ pub async fn durable_consumer(
         .map_err(|e| NatsError::Request(format!("consumer {name}: {e}")))
 }
 
+/// An ordered consumer over the whole of `stream` from `start_ns` (a
+/// record time, ns since the epoch), or right after sequence `after` when
+/// it is not 0 (to go on where a reader that broke off stopped): for roles
+/// in which every instance reads every message (the alerter, the query
+/// service's recent window).
+pub async fn ordered_reader(
+    js: &jetstream::Context,
+    stream: &str,
+    start_ns: i64,
+    after: u64,
+) -> Result<jetstream::consumer::pull::Ordered, String> {
+    use jetstream::consumer::{DeliverPolicy, pull};
+    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let deliver_policy = if after > 0 {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: after + 1,
+        }
+    } else {
+        DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(start_ns))
+                .map_err(|e| e.to_string())?,
+        }
+    };
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
 /// Opens a KV bucket, creating its stream when missing.
 ///
 /// The stream is created directly with the KV layout (`KV_<bucket>`,

@@ -6,6 +6,7 @@
 //!   blob (judged by its sidecar alone) hold a match.
 //! * [`search`] — answering a query from the filed blobs: listing, sidecar
 //!   pruning, reading newest first, stopping early.
+//! * [`recent`] — the window of newest records, read live from `LOGS`.
 //! * [`api`] — the `/api/v1` endpoints, their parameters, and who may read
 //!   which apps.
 //!
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod lang;
 pub mod metrics;
+pub mod recent;
 pub mod search;
 
 use std::sync::Arc;
@@ -26,7 +28,13 @@ use sluice_core::config::Config;
 use sluice_core::role::{Role, RoleError, RoleSpec};
 
 use metrics::QueryMetrics;
+use recent::Window;
 use search::SidecarCache;
+use sluice_core::time::secs_to_ns;
+
+/// How much longer than the filterer's flush interval the recent window
+/// reaches back.
+const WINDOW_MARGIN_SECS: u64 = 120;
 
 /// The role's name.
 pub const ROLE: &str = "query";
@@ -46,14 +54,34 @@ pub async fn run(
         sluice_core::store::open(&config.store).map_err(|e| RoleError::Store(e.to_string()))?;
     let mut registry = Registry::default();
     let metrics = QueryMetrics::register(&mut registry);
+    // Everything the filterer may not have filed yet: its flush interval
+    // and a margin for a slow store.
+    let span = secs_to_ns(
+        config
+            .filterer
+            .flush_interval_secs
+            .saturating_add(WINDOW_MARGIN_SECS),
+    );
+    let window = Arc::new(Window::new(qcfg.recent_bytes, span));
     let api = api::Api {
         store,
         sidecars: Arc::new(SidecarCache::new(qcfg.sidecar_cache_entries)),
         config: Arc::new(qcfg.clone()),
-        metrics,
+        recent: window.clone(),
+        metrics: metrics.clone(),
     };
     let spec = RoleSpec::tier(ROLE, qcfg.id.as_deref(), qcfg.listen).with_routes(api::routes(api));
     let role = Role::start(spec, registry, shutdown).await?;
+    let js = role.jetstream(&config.nats).await?;
+    role.spawn(recent::feed(
+        js,
+        config.nats.stream.clone(),
+        window,
+        metrics,
+        role.token(),
+    ));
+    // Searches are answered from the store at once; until the window reads
+    // the stream they are flagged partial.
     role.set_ready();
     role.stopping().await;
     role.finish().await;

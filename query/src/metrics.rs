@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -34,6 +35,15 @@ pub struct QueryMetrics {
     pub sidecars_unreadable: Counter,
     /// Blob lines that were not records.
     pub lines_unparsed: Counter,
+    /// Records the recent window read from the stream.
+    pub recent_records_in: Counter,
+    /// Stream messages the recent window did not keep (undecodable, or a
+    /// record claiming another app than its subject).
+    pub recent_refused: Counter,
+    /// Records the recent window holds.
+    pub recent_records: Gauge,
+    /// Estimated bytes the recent window holds.
+    pub recent_bytes: Gauge,
 }
 
 const REASONS: [&str; 5] = ["time", "level", "service", "bloom", "order"];
@@ -51,6 +61,10 @@ impl QueryMetrics {
             blobs_skipped: Family::default(),
             sidecars_unreadable: Counter::default(),
             lines_unparsed: Counter::default(),
+            recent_records_in: Counter::default(),
+            recent_refused: Counter::default(),
+            recent_records: Gauge::default(),
+            recent_bytes: Gauge::default(),
         };
         // Every reason from the start, so each reads 0 before its first skip.
         for reason in REASONS {
@@ -92,6 +106,26 @@ impl QueryMetrics {
             "lines_unparsed",
             "Blob lines that were not records",
             m.lines_unparsed.clone(),
+        );
+        r.register(
+            "recent_records_in",
+            "Records the recent window read from the stream",
+            m.recent_records_in.clone(),
+        );
+        r.register(
+            "recent_refused",
+            "Stream messages the recent window did not keep",
+            m.recent_refused.clone(),
+        );
+        r.register(
+            "recent_records",
+            "Records the recent window holds",
+            m.recent_records.clone(),
+        );
+        r.register(
+            "recent_bytes",
+            "Estimated bytes the recent window holds",
+            m.recent_bytes.clone(),
         );
         m
     }

@@ -77,7 +77,7 @@ async fn pruned_search_returns_what_a_full_scan_returns() {
             // Every match, and the newest ten.
             for limit in [10_000, 10] {
                 let req = request(query, apps, limit);
-                let answer = search(&store, &cache, &req).await.unwrap();
+                let answer = search(&store, &cache, &req, None).await.unwrap();
                 let got: Vec<String> = answer.logs.iter().map(|r| r.id.clone()).collect();
                 let mut want = scan(&records, &req);
                 want.truncate(limit);
@@ -104,9 +104,14 @@ async fn pruned_search_returns_what_a_full_scan_returns() {
         }
     }
     // The rare word reads few blobs; the broken sidecars are read anyway.
-    let answer = search(&store, &cache, &request("zebra", &["shop", "billing"], 100))
-        .await
-        .unwrap();
+    let answer = search(
+        &store,
+        &cache,
+        &request("zebra", &["shop", "billing"], 100),
+        None,
+    )
+    .await
+    .unwrap();
     let s = &answer.stats;
     assert_eq!(s.blobs_considered, blobs);
     assert!(s.skipped_by_bloom > 0, "{s:?}");
@@ -116,7 +121,7 @@ async fn pruned_search_returns_what_a_full_scan_returns() {
     // Warm: the good sidecars come from the cache.
     assert_eq!(s.sidecars_read, 0, "{s:?}");
     // The newest 10 of everything stop early.
-    let answer = search(&store, &cache, &request("", &["shop"], 10))
+    let answer = search(&store, &cache, &request("", &["shop"], 10), None)
         .await
         .unwrap();
     assert!(answer.stats.skipped_by_order > 0, "{:?}", answer.stats);
@@ -124,7 +129,7 @@ async fn pruned_search_returns_what_a_full_scan_returns() {
     // Asked for an exact count, every candidate is read.
     let mut req = request("service:checkout", &["billing"], 5);
     req.exact_count = true;
-    let answer = search(&store, &cache, &req).await.unwrap();
+    let answer = search(&store, &cache, &req, None).await.unwrap();
     assert!(answer.total_exact);
     assert_eq!(answer.total, scan(&records, &req).len() as u64);
 }
@@ -158,7 +163,7 @@ async fn a_corrupt_blob_is_named_and_the_answer_flagged_partial() {
     let cache = SidecarCache::new(100);
     let mut req = request("", &["shop"], 10_000);
     req.exact_count = true;
-    let answer = search(&store, &cache, &req).await.unwrap();
+    let answer = search(&store, &cache, &req, None).await.unwrap();
     assert!(answer.stats.partial);
     assert!(!answer.total_exact);
     assert!(
@@ -173,7 +178,7 @@ async fn a_corrupt_blob_is_named_and_the_answer_flagged_partial() {
     // The good blob's records are all there.
     assert_eq!(answer.logs.len(), in_hour.len());
     // An app with nothing filed is an empty answer, not an error.
-    let answer = search(&store, &cache, &request("", &["nothing"], 10))
+    let answer = search(&store, &cache, &request("", &["nothing"], 10), None)
         .await
         .unwrap();
     assert!(

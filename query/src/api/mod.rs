@@ -12,7 +12,7 @@
 //!   (`exact` scans every candidate). Answers
 //!   `{"logs":[…],"total":N,"total_exact":bool,"page":P,"next_cursor":…,"stats":{…}}`.
 //! * `GET /api/v1/apps` — the apps the caller may read that have filed
-//!   logs.
+//!   logs or records in the recent window.
 //!
 //! Access: with `[[query.tokens]]`, every request carries
 //! `Authorization: Bearer <token>` and reads only the token's apps. Without
@@ -36,6 +36,7 @@ use sluice_core::config::{QueryConfig, TokenConfig};
 use sluice_core::store::Store;
 
 use crate::metrics::QueryMetrics;
+use crate::recent::Window;
 use crate::search::{Request, SidecarCache, search};
 use params::{encode_cursor, search_params};
 
@@ -45,6 +46,7 @@ pub struct Api {
     pub store: Store,
     pub sidecars: Arc<SidecarCache>,
     pub config: Arc<QueryConfig>,
+    pub recent: Arc<Window>,
     pub metrics: QueryMetrics,
 }
 
@@ -142,7 +144,7 @@ async fn filed_apps(store: &Store) -> Result<Vec<String>, ApiError> {
 }
 
 /// The apps a request reads: the ones it names, each allowed, or every
-/// allowed app with filed logs.
+/// allowed app with filed logs or records in the recent window.
 async fn apps_for(
     api: &Api,
     caller: &Caller<'_>,
@@ -157,11 +159,11 @@ async fn apps_for(
     if !named.is_empty() {
         return Ok(named.to_vec());
     }
-    Ok(filed_apps(&api.store)
-        .await?
-        .into_iter()
-        .filter(|a| caller.allows(a))
-        .collect())
+    let mut apps = filed_apps(&api.store).await?;
+    apps.extend(api.recent.apps());
+    apps.sort();
+    apps.dedup();
+    Ok(apps.into_iter().filter(|a| caller.allows(a)).collect())
 }
 
 async fn apps(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -193,7 +195,7 @@ async fn search_logs(
         exact_count: p.exact_count,
         deadline: started + Duration::from_secs(api.config.timeout_secs),
     };
-    let answer = search(&api.store, &api.sidecars, &request)
+    let answer = search(&api.store, &api.sidecars, &request, Some(&api.recent))
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     api.metrics.observe(&answer.stats, started.elapsed());

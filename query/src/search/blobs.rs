@@ -1,6 +1,7 @@
 //! The blob half of a search: list, judge by sidecar, read newest first,
 //! stop early.
 
+use std::collections::HashSet;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use sluice_core::layout::{BLOB_SUFFIX, Partition};
 use sluice_core::store::Store;
 
 use super::{Answer, Order, Request, SidecarCache, Stats};
+use crate::recent::Window;
 
 /// Blobs read at once.
 const READ_CONCURRENCY: usize = 8;
@@ -36,9 +38,24 @@ pub async fn search(
     store: &Store,
     sidecars: &SidecarCache,
     request: &Request,
+    recent: Option<&Window>,
 ) -> Result<Answer, StoreUnreachable> {
     let started = Instant::now();
     let mut stats = Stats::default();
+    let wanted = request.offset.saturating_add(request.limit);
+    let mut found = Found::default();
+    // The newest records first: the window, which the blobs may not hold
+    // yet.
+    if let Some(window) = recent {
+        let (matched, scanned) = window.matching(request);
+        stats.recent_scanned = scanned;
+        stats.recent_matched = matched.len() as u64;
+        found.add(matched, request, wanted);
+        if let Some(fault) = window.fault() {
+            stats.partial = true;
+            stats.errors.push(fault);
+        }
+    }
     let mut candidates = Vec::new();
     if request.from_ns < request.to_ns && request.limit > 0 {
         for app in &request.apps {
@@ -55,12 +72,7 @@ pub async fn search(
         Order::Newest => candidates.sort_by_key(|c| std::cmp::Reverse(c.max_ts)),
         Order::Oldest => candidates.sort_by_key(|c| c.min_ts),
     }
-    let wanted = request.offset.saturating_add(request.limit);
     let shared = Arc::new(request.clone());
-    let mut kept: Vec<Record> = Vec::new();
-    let mut total = 0u64;
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut complete = true;
     let mut next = 0;
     while next < candidates.len() {
         if Instant::now() >= request.deadline {
@@ -68,15 +80,15 @@ pub async fn search(
             stats
                 .errors
                 .push("the query took longer than its timeout".into());
-            complete = false;
+            found.complete = false;
             break;
         }
         if !request.exact_count
-            && kept.len() >= wanted
-            && !can_improve(request, &kept, &candidates[next])
+            && found.kept.len() >= wanted
+            && !can_improve(request, &found.kept, &candidates[next])
         {
             stats.skipped_by_order = (candidates.len() - next) as u64;
-            complete = false;
+            found.complete = false;
             break;
         }
         let wave = &candidates[next..(next + READ_CONCURRENCY).min(candidates.len())];
@@ -95,36 +107,63 @@ pub async fn search(
             stats.bytes_read += scanned.bytes;
             stats.records_scanned += scanned.records;
             stats.lines_unparsed += scanned.unparsed;
-            for record in scanned.matched {
-                // A record in two blobs (before compaction removed one)
-                // counts once; past the cap of ids held, duplicates may be
-                // counted and the total is no longer exact.
-                if seen.len() < MAX_IDS_COUNTED {
-                    if !seen.insert(record.id.clone()) {
-                        continue;
-                    }
-                } else {
-                    complete = false;
-                }
-                total += 1;
-                kept.push(record);
-            }
+            found.add(scanned.matched, request, wanted);
             if let Some(err) = scanned.error {
                 stats.partial = true;
                 stats.errors.push(err);
             }
         }
-        request.sort(&mut kept);
-        kept.dedup_by(|a, b| a.id == b.id);
-        kept.truncate(wanted);
     }
     stats.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(Answer {
-        logs: kept.into_iter().skip(request.offset).collect(),
-        total,
-        total_exact: complete && !stats.partial,
+        logs: found.kept.into_iter().skip(request.offset).collect(),
+        total: found.total,
+        total_exact: found.complete && !stats.partial,
         stats,
     })
+}
+
+/// The matches so far: the best `wanted` of them in order, each id once.
+struct Found {
+    kept: Vec<Record>,
+    seen: HashSet<String>,
+    total: u64,
+    /// Whether `total` counts every match.
+    complete: bool,
+}
+
+impl Default for Found {
+    fn default() -> Self {
+        Found {
+            kept: Vec::new(),
+            seen: HashSet::new(),
+            total: 0,
+            complete: true,
+        }
+    }
+}
+
+impl Found {
+    fn add(&mut self, records: Vec<Record>, request: &Request, wanted: usize) {
+        for record in records {
+            // A record in the window and a blob, or in two blobs before
+            // compaction removed one, counts once; past the cap of ids
+            // held, duplicates may be counted and the total is no longer
+            // exact.
+            if self.seen.len() < MAX_IDS_COUNTED {
+                if !self.seen.insert(record.id.clone()) {
+                    continue;
+                }
+            } else {
+                self.complete = false;
+            }
+            self.total += 1;
+            self.kept.push(record);
+        }
+        request.sort(&mut self.kept);
+        self.kept.dedup_by(|a, b| a.id == b.id);
+        self.kept.truncate(wanted);
+    }
 }
 
 /// The store could not be listed.

@@ -1,5 +1,5 @@
-//! Searching the filed blobs: which objects a query reads, in what order,
-//! and when it stops.
+//! Searching the recent window and the filed blobs: which objects a query
+//! reads, in what order, and when it stops.
 //!
 //! ```text
 //!  apps × days in range ── list ──> blobs and sidecars of each hour
@@ -144,6 +144,9 @@ pub struct Stats {
     /// Store requests made (lists and gets; cached sidecars cost none).
     pub store_requests: u64,
     pub records_scanned: u64,
+    /// Records of the recent window looked at, and how many matched.
+    pub recent_scanned: u64,
+    pub recent_matched: u64,
     /// Lines of a blob that are not records: counted, not returned.
     pub lines_unparsed: u64,
     pub elapsed_ms: u64,
