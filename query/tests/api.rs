@@ -5,57 +5,22 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{BASE, HOURS, file, records};
-use sluice_core::config::Config;
+use common::{BASE, HOURS, file, get, records, start_query, store_section};
 use sluice_core::time::NS_PER_HOUR;
-use sluice_testing::{S3Server, free_port, try_http_get_as, wait_until};
+use sluice_testing::{S3Server, free_port};
 
 const SHOP: &str = "shop-secret";
 const ALL: &str = "all-secret";
 
 /// The query role in this process, serving on `port`.
 async fn start(s3: &S3Server, port: u16) -> tokio::sync::oneshot::Sender<()> {
-    let store = s3.store_config("logs");
     let text = format!(
-        "[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n\
-         [query]\nlisten = \"127.0.0.1:{port}\"\ntimeout_secs = 10\n\
+        "{}[query]\nlisten = \"127.0.0.1:{port}\"\ntimeout_secs = 10\n\
          [[query.tokens]]\nname = \"shop-team\"\ntoken = \"{SHOP}\"\napps = [\"shop\"]\n\
          [[query.tokens]]\nname = \"ops\"\ntoken = \"{ALL}\"\napps = [\"*\"]\n",
-        store.url,
-        store.endpoint.unwrap(),
-        store.access_key_id.unwrap(),
-        store.secret_access_key.unwrap(),
+        store_section(s3)
     );
-    let config = Config::parse(&text).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sluice_query::run(config, async move {
-        let _ = rx.await;
-    }));
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), "the query API", || {
-            try_http_get_as(port, "/ready", None).is_ok_and(|(s, _)| s == 200)
-        })
-    })
-    .await
-    .unwrap();
-    tx
-}
-
-/// GET `path` with `token`: the status and the JSON answer.
-async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-    let (path, token) = (path.to_string(), token.map(String::from));
-    tokio::task::spawn_blocking(move || {
-        let (status, body) = try_http_get_as(port, &path, token.as_deref())
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let json =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
-        (status, json)
-    })
-    .await
-    .unwrap()
+    start_query(&text, port).await.0
 }
 
 fn apps_of(answer: &serde_json::Value) -> Vec<String> {

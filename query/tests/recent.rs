@@ -7,29 +7,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::put_blob;
-use sluice_core::config::Config;
+use common::{get, put_blob, start_query, store_section};
 use sluice_core::layout::Partition;
 use sluice_core::time::now_nanos;
 use sluice_core::{Level, Record};
 use sluice_testing::{
     NatsServer, S3Server, free_port, publish_misfiled, publish_records, try_http_get_as,
-    try_metric_value, wait_until,
+    try_metric_value,
 };
-
-async fn get(port: u16, path: &str, token: &str) -> (u16, serde_json::Value) {
-    let (path, token) = (path.to_string(), token.to_string());
-    tokio::task::spawn_blocking(move || {
-        let (status, body) = try_http_get_as(port, &path, Some(&token))
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
-        )
-    })
-    .await
-    .unwrap()
-}
 
 fn fresh(app: &str, i: usize) -> Record {
     Record {
@@ -57,31 +42,13 @@ async fn a_fresh_record_is_found_before_and_once_after_it_is_filed() {
         .unwrap();
     let port = free_port();
     let text = format!(
-        "[nats]\nurl = \"{}\"\n[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n\
-         [query]\nlisten = \"127.0.0.1:{port}\"\n\
+        "[nats]\nurl = \"{}\"\n{}[query]\nlisten = \"127.0.0.1:{port}\"\n\
          [[query.tokens]]\nname = \"shop\"\ntoken = \"shop-secret\"\napps = [\"shop\"]\n\
          [[query.tokens]]\nname = \"billing\"\ntoken = \"billing-secret\"\napps = [\"billing\"]\n",
         nats.url(),
-        store_cfg.url,
-        store_cfg.endpoint.unwrap(),
-        store_cfg.access_key_id.unwrap(),
-        store_cfg.secret_access_key.unwrap(),
+        store_section(&s3),
     );
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let role = tokio::spawn(sluice_query::run(
-        Config::parse(&text).unwrap(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), "the query API", || {
-            try_http_get_as(port, "/ready", None).is_ok_and(|(s, _)| s == 200)
-        })
-    })
-    .await
-    .unwrap();
+    let (stop, role) = start_query(&text, port).await;
 
     let shop: Vec<Record> = (0..3).map(|i| fresh("shop", i)).collect();
     let billing: Vec<Record> = (0..2).map(|i| fresh("billing", i)).collect();
@@ -91,7 +58,7 @@ async fn a_fresh_record_is_found_before_and_once_after_it_is_filed() {
     let search = "/api/v1/logs/search?query=kiwi";
     let mut answer = serde_json::Value::Null;
     while sent.elapsed() < Duration::from_secs(10) {
-        answer = get(port, search, "shop-secret").await.1;
+        answer = get(port, search, Some("shop-secret")).await.1;
         if answer["total"] == 3 {
             break;
         }
@@ -107,7 +74,7 @@ async fn a_fresh_record_is_found_before_and_once_after_it_is_filed() {
     assert_eq!(answer["stats"]["blobs_read"], 0, "{answer}");
     assert_eq!(answer["stats"]["partial"], false, "{answer}");
     // Another tenant sees its own fresh records only.
-    let (_, other) = get(port, search, "billing-secret").await;
+    let (_, other) = get(port, search, Some("billing-secret")).await;
     assert_eq!(other["total"], 2, "{other}");
     assert!(
         other["logs"]
@@ -130,7 +97,7 @@ async fn a_fresh_record_is_found_before_and_once_after_it_is_filed() {
         common::Sidecar::Good,
     )
     .await;
-    let (_, after) = get(port, &format!("{search}&count=exact"), "shop-secret").await;
+    let (_, after) = get(port, &format!("{search}&count=exact"), Some("shop-secret")).await;
     assert_eq!(after["total"], 3, "{after}");
     assert_eq!(after["total_exact"], true, "{after}");
     assert_eq!(after["stats"]["blobs_read"], 1, "{after}");

@@ -146,3 +146,54 @@ pub async fn file(store: &Store, records: &[Record]) -> usize {
     }
     blobs
 }
+
+/// A `[store]` section for `s3`'s bucket under `logs/`.
+pub fn store_section(s3: &sluice_testing::S3Server) -> String {
+    let store = s3.store_config("logs");
+    format!(
+        "[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n",
+        store.url,
+        store.endpoint.unwrap(),
+        store.access_key_id.unwrap(),
+        store.secret_access_key.unwrap(),
+    )
+}
+
+/// The query role in this process, configured by `text`, once its `/ready`
+/// on `port` answers 200. Sending on (or dropping) the sender stops it.
+pub async fn start_query(
+    text: &str,
+    port: u16,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), sluice_core::role::RoleError>>,
+) {
+    let config = sluice_core::config::Config::parse(text).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let role = tokio::spawn(sluice_query::run(config, async move {
+        let _ = rx.await;
+    }));
+    tokio::task::spawn_blocking(move || {
+        sluice_testing::wait_until(std::time::Duration::from_secs(20), "the query API", || {
+            sluice_testing::try_http_get_as(port, "/ready", None).is_ok_and(|(s, _)| s == 200)
+        })
+    })
+    .await
+    .unwrap();
+    (tx, role)
+}
+
+/// GET `path` with `token`: the status and the JSON answer.
+pub async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let (path, token) = (path.to_string(), token.map(String::from));
+    tokio::task::spawn_blocking(move || {
+        let (status, body) = sluice_testing::try_http_get_as(port, &path, token.as_deref())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let json =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
+        (status, json)
+    })
+    .await
+    .unwrap()
+}
