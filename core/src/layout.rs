@@ -55,29 +55,29 @@ impl Partition {
 
     /// `app=<app>/dt=YYYY-MM-DD/hour=HH`.
     pub fn prefix(&self) -> String {
+        format!(
+            "app={}/dt={}/hour={:02}",
+            self.app,
+            self.date(),
+            self.start().hour()
+        )
+    }
+
+    /// The UTC day of the hour, `YYYY-MM-DD` (the `dt=` of the layout).
+    pub fn date(&self) -> String {
         let start = self.start();
         format!(
-            "app={}/dt={:04}-{:02}-{:02}/hour={:02}",
-            self.app,
+            "{:04}-{:02}-{:02}",
             start.year(),
             start.month(),
-            start.day(),
-            start.hour()
+            start.day()
         )
     }
 
     /// A short key for this partition, usable as a NATS KV key:
     /// `<app>.<YYYY-MM-DD>.<HH>`.
     pub fn kv_key(&self) -> String {
-        let start = self.start();
-        format!(
-            "{}.{:04}-{:02}-{:02}.{:02}",
-            self.app,
-            start.year(),
-            start.month(),
-            start.day(),
-            start.hour()
-        )
+        format!("{}.{}.{:02}", self.app, self.date(), self.start().hour())
     }
 
     /// Parses [`Partition::kv_key`] back.

@@ -233,6 +233,14 @@ impl Store {
     }
 }
 
+/// Reads a whole object.
+pub async fn get_bytes(store: &dyn ObjectStore, key: &Path) -> object_store::Result<bytes::Bytes> {
+    object_store::ObjectStoreExt::get(store, key)
+        .await?
+        .bytes()
+        .await
+}
+
 /// S3 error codes that no amount of retrying fixes: bad credentials, a
 /// missing or misnamed bucket, a wrong region.
 const PERMANENT_S3_CODES: &[&str] = &[

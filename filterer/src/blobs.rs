@@ -9,7 +9,6 @@
 //! meanwhile.
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use sluice_core::backoff::Backoff;
 use sluice_core::index::{BlobIndex, IndexBuilder};
 use sluice_core::layout::{BlobKind, Partition, blob_name, index_name};
@@ -180,9 +179,4 @@ pub async fn write_blob(
         raw_bytes,
         compressed_bytes,
     })
-}
-
-/// Reads a whole object.
-pub async fn get(store: &Arc<dyn ObjectStore>, key: &Path) -> object_store::Result<Bytes> {
-    store.get(key).await?.bytes().await
 }

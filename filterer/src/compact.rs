@@ -38,8 +38,9 @@ use sluice_core::layout::{BLOB_SUFFIX, BlobKind, INDEX_SUFFIX, Partition};
 use sluice_core::record::now_nanos;
 use sluice_core::store::Store;
 
-use crate::blobs::{StoreHealth, get, gunzip, write_blob};
+use crate::blobs::{StoreHealth, gunzip, write_blob};
 use crate::metrics::FiltererMetrics;
+use sluice_core::store::get_bytes;
 
 /// Value of a partition's dirty key once it is compacted.
 pub const CLEAN: &[u8] = b"clean";
@@ -129,7 +130,7 @@ pub async fn compact_partition(
     let mut records: Vec<Record> = Vec::new();
     let mut unparsed: Vec<Vec<u8>> = Vec::new();
     for key in &blobs {
-        let compressed = get(&store.inner, key).await?;
+        let compressed = get_bytes(store.inner.as_ref(), key).await?;
         let raw = tokio::task::spawn_blocking(move || gunzip(&compressed))
             .await
             .map_err(|e| CompactError::Corrupt {

@@ -16,12 +16,11 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
 use sluice_core::Record;
-use sluice_core::backoff::Backoff;
+use sluice_core::role::retry_until;
 use sluice_core::subject::decode_checked;
 use sluice_core::time::now_nanos;
 use tokio_util::sync::CancellationToken;
@@ -86,8 +85,9 @@ impl Window {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds records that arrived, dropping the oldest past the byte cap.
-    pub fn push(&self, records: Vec<Record>) {
+    /// Adds records that arrived, dropping the oldest past the byte cap;
+    /// the records and estimated bytes held after.
+    pub fn push(&self, records: Vec<Record>) -> (usize, usize) {
         let mut inner = self.lock();
         for r in records {
             inner.bytes += cost(&r);
@@ -106,6 +106,7 @@ impl Window {
                 }
             }
         }
+        (inner.records.len(), inner.bytes)
     }
 
     /// The records `request` accepts, and how many were looked at.
@@ -151,32 +152,19 @@ pub async fn feed(
     stop: CancellationToken,
 ) {
     let mut last_seq = 0u64;
-    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-    let mut failures = 0u32;
-    while !stop.is_cancelled() {
+    loop {
         let start = now_nanos().saturating_sub(window.span_ns);
-        let opened = tokio::select! {
-            r = sluice_core::nats::ordered_reader(&js, &stream, start, last_seq) => r,
-            _ = stop.cancelled() => return,
-        };
-        let mut messages = match opened {
-            Ok(m) => m,
-            Err(err) => {
-                window.set_fault(Some(format!(
-                    "the recent window cannot read stream {stream}: {err}"
-                )));
-                tracing::warn!(error = %err, "the recent window cannot read the stream yet, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.delay(failures)) => {
-                        failures = failures.saturating_add(1);
-                        continue;
-                    }
-                    _ = stop.cancelled() => return,
-                }
-            }
+        let opened = retry_until(
+            &stop,
+            crate::ROLE,
+            "the recent window's stream reader",
+            || sluice_core::nats::ordered_reader(&js, &stream, start, last_seq),
+        )
+        .await;
+        let Some(mut messages) = opened else {
+            return;
         };
         window.set_fault(None);
-        failures = 0;
         loop {
             let next = tokio::select! {
                 m = messages.next() => m,
@@ -199,16 +187,15 @@ pub async fn feed(
             match decode_checked(message.subject.as_str(), &message.payload) {
                 Ok((_, records)) => {
                     metrics.recent_records_in.inc_by(records.len() as u64);
-                    window.push(records);
+                    let (held, bytes) = window.push(records);
+                    metrics.recent_records.set(held as i64);
+                    metrics.recent_bytes.set(bytes as i64);
                 }
                 Err(misfiled) => {
                     metrics.recent_refused.inc();
                     tracing::debug!(reason = %misfiled, "a message the recent window does not keep");
                 }
             }
-            let (records, bytes) = window.size();
-            metrics.recent_records.set(records as i64);
-            metrics.recent_bytes.set(bytes as i64);
         }
     }
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_core::Record;
 use sluice_core::index::{BlobIndex, sidecar_key};
 use sluice_core::layout::{BLOB_SUFFIX, Partition};
-use sluice_core::store::Store;
+use sluice_core::store::{Store, get_bytes};
 
 use super::{Answer, Order, Request, SidecarCache, Stats};
 use crate::recent::Window;
@@ -193,8 +193,8 @@ async fn list_app(
     let app_prefix = store.key(&format!("app={app}"));
     stats.store_requests += 1;
     let days = store.inner.list_with_delimiter(Some(&app_prefix)).await?;
-    let first_day = day_of(request.from_ns);
-    let last_day = day_of(request.to_ns - 1);
+    let first_day = Partition::of(app, request.from_ns).date();
+    let last_day = Partition::of(app, request.to_ns - 1).date();
     let mut keys = Vec::new();
     let mut partitions = std::collections::HashSet::new();
     for day in days.common_prefixes {
@@ -226,16 +226,6 @@ async fn list_app(
     }
     stats.partitions += partitions.len() as u64;
     Ok(keys)
-}
-
-/// `YYYY-MM-DD` of an instant, as the layout writes it.
-fn day_of(ns: i64) -> String {
-    let prefix = Partition::of("x", ns).prefix();
-    prefix
-        .split('/')
-        .find_map(|part| part.strip_prefix("dt="))
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Fetches the sidecars of `keys` and keeps the blobs they do not rule out.
@@ -313,12 +303,8 @@ async fn fetch_sidecar(store: &Store, sidecars: &SidecarCache, blob: &Path) -> F
     if let Some(index) = sidecars.get(&key) {
         return Fetched::Cached(index);
     }
-    let path = Path::from(key.as_str());
-    let bytes = match store.inner.get(&path).await {
-        Ok(got) => match got.bytes().await {
-            Ok(bytes) => bytes,
-            Err(err) => return Fetched::Unreadable(err.to_string()),
-        },
+    let bytes = match get_bytes(store.inner.as_ref(), &Path::from(key.as_str())).await {
+        Ok(bytes) => bytes,
         Err(err) => return Fetched::Unreadable(err.to_string()),
     };
     match BlobIndex::from_bytes(&bytes) {
@@ -342,11 +328,8 @@ struct Scanned {
 }
 
 async fn read_blob(store: Store, request: Arc<Request>, key: Path) -> Scanned {
-    let bytes = match store.inner.get(&key).await {
-        Ok(got) => match got.bytes().await {
-            Ok(bytes) => bytes,
-            Err(err) => return failed(&key, err),
-        },
+    let bytes = match get_bytes(store.inner.as_ref(), &key).await {
+        Ok(bytes) => bytes,
         Err(err) => return failed(&key, err),
     };
     let name = key.to_string();
