@@ -22,7 +22,8 @@
 //!  "max_ts":1795341659000000000,"max_time":"2026-11-22T10:00:59.000000000Z",
 //!  "records":3,"levels":{"ERROR":2,"INFO":1},"services":["billing","checkout"],
 //!  "raw_bytes":730,"compressed_bytes":301,"sorted":false,
-//!  "bloom":{"m":128,"k":7,"bits":"GVSEpSiua2UefE/7t3cK8w=="}}
+//!  "bloom":{"m":128,"k":7,"bits":"GVSEpSiua2UefE/7t3cK8w=="},
+//!  "minutes":[[29922360,2,1,1],[29922360,4,0,1],[29922360,4,1,1]]}
 //! ```
 //!
 //! (Line breaks added. This is the sidecar for three records whose messages
@@ -44,9 +45,30 @@
 //! | `compressed_bytes` | integer (u64) | Size of the blob object as stored. |
 //! | `sorted` | boolean | `true` when the lines are in ascending `ts` order (compacted blobs). |
 //! | `bloom` | object | Bloom filter over tokens; see below. |
+//! | `minutes` | array (optional) | Record counts per minute, level and service; see below. |
 //!
-//! Every field except `min_time` and `max_time` is required. Readers ignore
-//! fields they do not know.
+//! Every field except `min_time`, `max_time` and `minutes` is required.
+//! Readers ignore fields they do not know.
+//!
+//! # Minute counts
+//!
+//! `minutes` lets a histogram of record counts (per time step, level or
+//! service) be answered without opening the blob. It is an array of cells
+//! `[minute, level, service, count]`, sorted, one per distinct combination
+//! that occurs:
+//!
+//! * `minute`: the record `ts` divided by 60·10⁹, rounded down (minutes
+//!   since the epoch, UTC);
+//! * `level`: `0` (`TRACE`) to `5` (`FATAL`), in the order of the level
+//!   names above;
+//! * `service`: the position of the record's service in `services`
+//!   (from `0`);
+//! * `count`: records with that minute, level and service, at least 1.
+//!
+//! The counts add up to `records`. A writer leaves `minutes` out when a blob
+//! would need more than [`MAX_MINUTE_CELLS`] cells; a reader then has to open
+//! the blob to draw its histogram. A cell out of range, or counts that do not
+//! add up, make the sidecar invalid.
 //!
 //! # Tokens
 //!
@@ -144,7 +166,7 @@
 //! within `1..=32` (`k = 1` when `n = 0`). Readers never recompute this. They
 //! use the `m` and `k` they find.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::f64::consts::LN_2;
 
 use base64::Engine as _;
@@ -182,6 +204,13 @@ pub const MAX_BLOOM_BITS: u64 = 1 << 32;
 /// Largest number of probes allowed. A corrupt `k` must not turn a lookup into
 /// billions of iterations.
 pub const MAX_BLOOM_HASHES: u32 = 32;
+
+/// Most cells a sidecar's `minutes` holds; a blob that would need more has
+/// none (see the module doc).
+pub const MAX_MINUTE_CELLS: usize = 4096;
+
+/// Nanoseconds in a minute.
+const MINUTE_NS: i64 = 60_000_000_000;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -533,6 +562,48 @@ pub struct BlobIndex {
     pub sorted: bool,
     /// Filter over message and attribute-value tokens.
     pub bloom: Bloom,
+    /// Record counts per minute, level and service, when the writer kept
+    /// them (see the module doc).
+    #[serde(default)]
+    pub minutes: Option<Vec<MinuteCell>>,
+}
+
+/// One cell of a sidecar's `minutes`: how many records of one level and
+/// service fall in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "(i64, u8, u32, u64)", into = "(i64, u8, u32, u64)")]
+pub struct MinuteCell {
+    /// Minutes since the epoch (`ts` / 60·10⁹, rounded down).
+    pub minute: i64,
+    /// The level's position in [`Level::ALL`].
+    pub level: u8,
+    /// The service's position in [`BlobIndex::services`].
+    pub service: u32,
+    pub count: u64,
+}
+
+impl From<(i64, u8, u32, u64)> for MinuteCell {
+    fn from((minute, level, service, count): (i64, u8, u32, u64)) -> MinuteCell {
+        MinuteCell {
+            minute,
+            level,
+            service,
+            count,
+        }
+    }
+}
+
+impl From<MinuteCell> for (i64, u8, u32, u64) {
+    fn from(c: MinuteCell) -> Self {
+        (c.minute, c.level, c.service, c.count)
+    }
+}
+
+impl MinuteCell {
+    /// The first nanosecond of the cell's minute.
+    pub fn start_ns(&self) -> i64 {
+        self.minute.saturating_mul(MINUTE_NS)
+    }
 }
 
 /// The JSON shape of a [`BlobIndex`]: its fields plus RFC 3339 copies of the
@@ -552,6 +623,8 @@ struct BlobIndexWire<'a> {
     compressed_bytes: u64,
     sorted: bool,
     bloom: &'a Bloom,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minutes: Option<&'a Vec<MinuteCell>>,
 }
 
 impl Serialize for BlobIndex {
@@ -570,6 +643,7 @@ impl Serialize for BlobIndex {
             compressed_bytes: self.compressed_bytes,
             sorted: self.sorted,
             bloom: &self.bloom,
+            minutes: self.minutes.as_ref(),
         }
         .serialize(serializer)
     }
@@ -607,7 +681,37 @@ impl BlobIndex {
                 index.min_ts, index.max_ts
             )));
         }
+        if let Some(cells) = &index.minutes {
+            index.check_minutes(cells)?;
+        }
         Ok(index)
+    }
+
+    fn check_minutes(&self, cells: &[MinuteCell]) -> Result<(), IndexError> {
+        let invalid = |what: String| Err(IndexError::Invalid(format!("minutes: {what}")));
+        if cells.len() > MAX_MINUTE_CELLS {
+            return invalid(format!("{} cells, at most {MAX_MINUTE_CELLS}", cells.len()));
+        }
+        let (first, last) = (
+            self.min_ts.div_euclid(MINUTE_NS),
+            self.max_ts.div_euclid(MINUTE_NS),
+        );
+        let mut sum = 0u64;
+        for c in cells {
+            if usize::from(c.level) >= Level::ALL.len()
+                || c.service as usize >= self.services.len()
+                || c.minute < first
+                || c.minute > last
+                || c.count == 0
+            {
+                return invalid(format!("cell {:?} is out of range", c));
+            }
+            sum = sum.saturating_add(c.count);
+        }
+        if sum != self.records {
+            return invalid(format!("counts add up to {sum}, not {}", self.records));
+        }
+        Ok(())
     }
 
     /// Whether the blob may hold a record with every token of `term` (see
@@ -653,6 +757,14 @@ pub struct IndexBuilder {
     /// Distinct token hashes. The filter is sized only at the end, when their
     /// number is known, so small blobs get small filters.
     hashes: HashSet<u64>,
+    /// Minute counts by (minute, level, service in order of first sight);
+    /// `None` once there are more than [`MAX_MINUTE_CELLS`].
+    cells: Option<HashMap<(i64, u8, u32), u64>>,
+    /// Services in order of first sight, their numbers, and the number of
+    /// the last record's.
+    service_names: Vec<String>,
+    service_ids: HashMap<String, u32>,
+    last_service: Option<u32>,
 }
 
 impl IndexBuilder {
@@ -667,7 +779,34 @@ impl IndexBuilder {
             services: BTreeSet::new(),
             raw_bytes: 0,
             hashes: HashSet::new(),
+            cells: Some(HashMap::new()),
+            service_names: Vec::new(),
+            service_ids: HashMap::new(),
+            last_service: None,
         }
+    }
+
+    /// The service's number in order of first sight.
+    fn service_id(&mut self, service: &str) -> u32 {
+        if let Some(id) = self.last_service
+            && self
+                .service_names
+                .get(id as usize)
+                .is_some_and(|n| n == service)
+        {
+            return id;
+        }
+        let id = match self.service_ids.get(service) {
+            Some(id) => *id,
+            None => {
+                let id = self.service_names.len() as u32;
+                self.service_names.push(service.to_owned());
+                self.service_ids.insert(service.to_owned(), id);
+                id
+            }
+        };
+        self.last_service = Some(id);
+        id
     }
 
     /// Adds one record whose JSON line (without newline) is `json_len` bytes.
@@ -682,6 +821,19 @@ impl IndexBuilder {
         // yet. That is rare after the first few records.
         if !self.services.contains(&record.service) {
             self.services.insert(record.service.clone());
+        }
+        if self.cells.is_some() {
+            let key = (
+                record.ts.div_euclid(MINUTE_NS),
+                record.level.index() as u8,
+                self.service_id(&record.service),
+            );
+            if let Some(cells) = &mut self.cells {
+                *cells.entry(key).or_default() += 1;
+                if cells.len() > MAX_MINUTE_CELLS {
+                    self.cells = None;
+                }
+            }
         }
         self.raw_bytes = self
             .raw_bytes
@@ -724,6 +876,28 @@ impl IndexBuilder {
         } else {
             (self.min_ts, self.max_ts)
         };
+        // Service numbers by first sight become positions in the sorted set.
+        let in_order: Vec<&String> = self.services.iter().collect();
+        let position: Vec<Option<u32>> = self
+            .service_names
+            .iter()
+            .map(|name| in_order.binary_search(&name).ok().map(|at| at as u32))
+            .collect();
+        let minutes = self.cells.map(|cells| {
+            let mut out: Vec<MinuteCell> = cells
+                .into_iter()
+                .filter_map(|((minute, level, id), count)| {
+                    Some(MinuteCell {
+                        minute,
+                        level,
+                        service: (*position.get(id as usize)?)?,
+                        count,
+                    })
+                })
+                .collect();
+            out.sort_unstable();
+            out
+        });
         BlobIndex {
             version: INDEX_VERSION,
             app: self.app,
@@ -736,6 +910,7 @@ impl IndexBuilder {
             compressed_bytes,
             sorted,
             bloom,
+            minutes,
         }
     }
 }
@@ -872,12 +1047,79 @@ mod tests {
             r#""max_ts":1795341659000000000,"max_time":"2026-11-22T10:00:59.000000000Z","#,
             r#""records":3,"levels":{"ERROR":2,"INFO":1},"services":["billing","checkout"],"#,
             r#""raw_bytes":730,"compressed_bytes":301,"sorted":false,"#,
-            r#""bloom":{"m":128,"k":7,"bits":"GVSEpSiua2UefE/7t3cK8w=="}}"#,
+            r#""bloom":{"m":128,"k":7,"bits":"GVSEpSiua2UefE/7t3cK8w=="},"#,
+            r#""minutes":[[29922360,2,1,1],[29922360,4,0,1],[29922360,4,1,1]]}"#,
         );
         assert_eq!(
             String::from_utf8(sample_index().to_bytes()).unwrap(),
             doc_example
         );
+    }
+
+    #[test]
+    fn minute_counts_add_up_and_are_checked() {
+        let mut builder = IndexBuilder::new("shop");
+        let base = parse_ts("2026-11-22T10:00:00Z").unwrap();
+        let services = ["web", "api", "db"];
+        for i in 0..600i64 {
+            let mut r = sample_records()[0].clone();
+            r.ts = base + i * 6_000_000_000;
+            r.service = services[i as usize % 3].into();
+            r.level = Level::ALL[i as usize % 6];
+            builder.push(&r, 100);
+        }
+        let index = builder.finish(1, true);
+        let cells = index
+            .minutes
+            .clone()
+            .expect("a small blob keeps minute counts");
+        assert_eq!(cells.iter().map(|c| c.count).sum::<u64>(), 600);
+        assert!(cells.windows(2).all(|w| w[0] < w[1]), "cells are sorted");
+        // Ten records a minute, over 60 minutes; service positions follow
+        // the sorted set (api, db, web).
+        let first: Vec<_> = cells
+            .iter()
+            .filter(|c| c.minute == cells[0].minute)
+            .collect();
+        assert_eq!(first.iter().map(|c| c.count).sum::<u64>(), 10);
+        assert!(
+            first.iter().any(|c| c.level == 0 && c.service == 2),
+            "TRACE on web"
+        );
+        let back = BlobIndex::from_bytes(&index.to_bytes()).unwrap();
+        assert_eq!(back, index);
+
+        // Counts that do not add up, or a cell out of range, are refused.
+        for broken in [
+            |c: &mut Vec<MinuteCell>| c[0].count += 1,
+            |c: &mut Vec<MinuteCell>| c[0].service = 3,
+            |c: &mut Vec<MinuteCell>| c[0].level = 6,
+            |c: &mut Vec<MinuteCell>| c[0].minute -= 1,
+        ] {
+            let mut bad = index.clone();
+            broken(bad.minutes.as_mut().unwrap());
+            assert!(BlobIndex::from_bytes(&bad.to_bytes()).is_err());
+        }
+        // A sidecar written without them still reads.
+        let mut older = index.clone();
+        older.minutes = None;
+        assert_eq!(
+            BlobIndex::from_bytes(&older.to_bytes()).unwrap().minutes,
+            None
+        );
+    }
+
+    #[test]
+    fn too_many_minute_cells_are_left_out() {
+        let mut builder = IndexBuilder::new("shop");
+        let base = parse_ts("2026-11-22T10:00:00Z").unwrap();
+        for i in 0..(MAX_MINUTE_CELLS as i64 + 1) {
+            let mut r = sample_records()[0].clone();
+            r.ts = base + (i % 60) * 60_000_000_000;
+            r.service = format!("s{}", i / 60);
+            builder.push(&r, 100);
+        }
+        assert_eq!(builder.finish(1, false).minutes, None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
+use futures::StreamExt;
 
 use crate::codec::SUBJECT_PREFIX;
 use crate::config::NatsConfig;
@@ -223,6 +224,67 @@ pub async fn ensure_kv(
     js.get_key_value(bucket)
         .await
         .map_err(|e| NatsError::Request(format!("bucket {bucket}: {e}")))
+}
+
+/// The newest value of every key of KV bucket `bucket` that matches
+/// `pattern` (a key with `*` and `>` wildcards), at most `max` of them,
+/// read once through an ordered consumer that stops when it has caught up.
+/// A bucket that does not exist yet has no keys; a deleted key is left out.
+pub async fn kv_newest(
+    js: &jetstream::Context,
+    bucket: &str,
+    pattern: &str,
+    max: usize,
+) -> Result<Vec<(String, bytes::Bytes)>, String> {
+    use jetstream::consumer::{DeliverPolicy, pull};
+    let stream = match js.get_stream(format!("KV_{bucket}")).await {
+        Ok(stream) => stream,
+        Err(err)
+            if matches!(
+                err.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(err) => return Err(err.to_string()),
+    };
+    let prefix = format!("$KV.{bucket}.");
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            filter_subject: format!("{prefix}{pattern}"),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while out.len() < max {
+        let message = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(err))) => return Err(err.to_string()),
+            Ok(None) => break,
+            Err(_) => return Err(format!("reading KV {bucket} took over 10 s")),
+        };
+        let pending = message.info().map(|i| i.pending).unwrap_or(0);
+        let deleted = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .is_some_and(|op| op.as_str() != "PUT");
+        if !deleted && let Some(key) = message.subject.as_str().strip_prefix(&prefix) {
+            out.push((key.to_string(), message.payload.clone()));
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -63,16 +63,21 @@ pub async fn run(
             .saturating_add(WINDOW_MARGIN_SECS),
     );
     let window = Arc::new(Window::new(qcfg.recent_bytes, span));
+    let jetstream = Arc::new(std::sync::OnceLock::new());
+    let stop = tokio_util::sync::CancellationToken::new();
     let api = api::Api {
         store,
         sidecars: Arc::new(SidecarCache::new(qcfg.sidecar_cache_entries)),
         config: Arc::new(qcfg.clone()),
         recent: window.clone(),
         metrics: metrics.clone(),
+        jetstream: jetstream.clone(),
+        stop: stop.clone(),
     };
     let spec = RoleSpec::tier(ROLE, qcfg.id.as_deref(), qcfg.listen).with_routes(api::routes(api));
     let role = Role::start(spec, registry, shutdown).await?;
     let js = role.jetstream(&config.nats).await?;
+    let _ = jetstream.set(js.clone());
     role.spawn(recent::feed(
         js,
         config.nats.stream.clone(),
@@ -84,6 +89,8 @@ pub async fn run(
     // the stream they are flagged partial.
     role.set_ready();
     role.stopping().await;
+    // Live tails and exports end, so the endpoint can close.
+    stop.cancel();
     role.finish().await;
     Ok(())
 }

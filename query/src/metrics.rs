@@ -44,6 +44,10 @@ pub struct QueryMetrics {
     pub recent_records: Gauge,
     /// Estimated bytes the recent window holds.
     pub recent_bytes: Gauge,
+    /// Exports stopped because the client went away.
+    pub exports_abandoned: Counter,
+    /// Live tails open now.
+    pub tails_open: Gauge,
 }
 
 const REASONS: [&str; 5] = ["time", "level", "service", "bloom", "order"];
@@ -65,6 +69,8 @@ impl QueryMetrics {
             recent_refused: Counter::default(),
             recent_records: Gauge::default(),
             recent_bytes: Gauge::default(),
+            exports_abandoned: Counter::default(),
+            tails_open: Gauge::default(),
         };
         // Every reason from the start, so each reads 0 before its first skip.
         for reason in REASONS {
@@ -127,6 +133,12 @@ impl QueryMetrics {
             "Estimated bytes the recent window holds",
             m.recent_bytes.clone(),
         );
+        r.register(
+            "exports_abandoned",
+            "Exports stopped because the client went away",
+            m.exports_abandoned.clone(),
+        );
+        r.register("tails_open", "Live tails open now", m.tails_open.clone());
         m
     }
 

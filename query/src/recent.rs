@@ -13,8 +13,14 @@
 //! When the stream cannot be read the window says so ([`Window::fault`]),
 //! and answers are flagged partial rather than silently missing the newest
 //! records.
+//!
+//! Each record held has a [`Position`]: its message's stream sequence and
+//! its place in the message. Positions are the same on every instance, so
+//! a live tail ([`Window::after`]) resumes from a `Last-Event-ID` on any of
+//! them, and says when records it should have sent were dropped already.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use async_nats::jetstream;
@@ -26,7 +32,46 @@ use sluice_core::time::now_nanos;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::QueryMetrics;
-use crate::search::Request;
+use crate::search::{Request, Stats};
+
+/// Where a record stands in the stream: its message's sequence, and its
+/// place among the message's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub seq: u64,
+    pub index: u32,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.seq, self.index)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Position, String> {
+        let bad = || format!("{text:?} is not a position this service gave out (<seq>-<index>)");
+        let (seq, index) = text.split_once('-').ok_or_else(bad)?;
+        Ok(Position {
+            seq: seq.parse().map_err(|_| bad())?,
+            index: index.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Records after a position, as [`Window::after`] gives them.
+#[derive(Debug, Default)]
+pub struct After {
+    /// The records that passed the filter, in stream order.
+    pub records: Vec<(Position, Record)>,
+    /// The last position looked at (where the next call goes on).
+    pub looked: Option<Position>,
+    /// Records after the asked position were dropped before they could be
+    /// given.
+    pub gap: bool,
+}
 
 /// Bytes a record is taken to cost besides its text fields.
 const RECORD_OVERHEAD: usize = 160;
@@ -36,11 +81,17 @@ pub struct Window {
     inner: Mutex<Inner>,
     max_bytes: usize,
     span_ns: i64,
+    /// The newest position held, for tails waiting on new records.
+    latest: tokio::sync::watch::Sender<Option<Position>>,
 }
 
 #[derive(Default)]
 struct Inner {
-    records: VecDeque<Record>,
+    records: VecDeque<(Position, Record)>,
+    /// The first position ever held, and the newest one dropped: a tail
+    /// asking for records between them may have missed some.
+    first: Option<Position>,
+    dropped: Option<Position>,
     bytes: usize,
     /// Records held per app.
     apps: std::collections::BTreeMap<String, usize>,
@@ -73,6 +124,7 @@ impl Window {
             }),
             max_bytes,
             span_ns,
+            latest: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -85,19 +137,27 @@ impl Window {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds records that arrived, dropping the oldest past the byte cap;
-    /// the records and estimated bytes held after.
-    pub fn push(&self, records: Vec<Record>) -> (usize, usize) {
+    /// Adds the records of message `seq`, dropping the oldest past the byte
+    /// cap; the records and estimated bytes held after.
+    pub fn push(&self, seq: u64, records: Vec<Record>) -> (usize, usize) {
         let mut inner = self.lock();
-        for r in records {
+        let mut newest = None;
+        for (index, r) in records.into_iter().enumerate() {
+            let position = Position {
+                seq,
+                index: index as u32,
+            };
+            inner.first.get_or_insert(position);
+            newest = Some(position);
             inner.bytes += cost(&r);
             *inner.apps.entry(r.app.clone()).or_default() += 1;
-            inner.records.push_back(r);
+            inner.records.push_back((position, r));
         }
         while inner.bytes > self.max_bytes {
-            let Some(old) = inner.records.pop_front() else {
+            let Some((position, old)) = inner.records.pop_front() else {
                 break;
             };
+            inner.dropped = Some(position);
             inner.bytes -= cost(&old);
             if let Some(n) = inner.apps.get_mut(&old.app) {
                 *n -= 1;
@@ -106,19 +166,73 @@ impl Window {
                 }
             }
         }
-        (inner.records.len(), inner.bytes)
+        let held = (inner.records.len(), inner.bytes);
+        drop(inner);
+        if newest.is_some() {
+            self.latest.send_replace(newest);
+        }
+        held
     }
 
-    /// The records `request` accepts, and how many were looked at.
-    pub fn matching(&self, request: &Request) -> (Vec<Record>, u64) {
+    /// The records `request` accepts; counts what was looked at into
+    /// `stats`, and flags them partial when the window may miss records.
+    pub fn matching(&self, request: &Request, stats: &mut Stats) -> Vec<Record> {
         let inner = self.lock();
-        let found = inner
+        let found: Vec<Record> = inner
             .records
             .iter()
+            .map(|(_, r)| r)
             .filter(|r| request.accepts(r))
             .cloned()
             .collect();
-        (found, inner.records.len() as u64)
+        stats.recent_scanned = inner.records.len() as u64;
+        stats.recent_matched = found.len() as u64;
+        if let Some(fault) = &inner.fault {
+            stats.partial = true;
+            stats.errors.push(fault.clone());
+        }
+        found
+    }
+
+    /// Up to `max` records after `from` (from the oldest held when `None`)
+    /// that pass `keep`.
+    pub fn after(
+        &self,
+        from: Option<Position>,
+        max: usize,
+        keep: impl Fn(&Record) -> bool,
+    ) -> After {
+        let inner = self.lock();
+        let start = from.map_or(0, |p| inner.records.partition_point(|(q, _)| *q <= p));
+        let gap = from.is_some_and(|p| {
+            inner.dropped.is_some_and(|d| d > p)
+                || inner.first.is_some_and(|f| f.seq > p.seq.saturating_add(1))
+        });
+        let mut out = After {
+            looked: from,
+            gap,
+            ..After::default()
+        };
+        for (position, record) in inner.records.range(start..) {
+            if out.records.len() >= max {
+                break;
+            }
+            out.looked = Some(*position);
+            if keep(record) {
+                out.records.push((*position, record.clone()));
+            }
+        }
+        out
+    }
+
+    /// The newest position held: changes whenever records arrive.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Position>> {
+        self.latest.subscribe()
+    }
+
+    /// The newest position held.
+    pub fn latest(&self) -> Option<Position> {
+        *self.latest.borrow()
     }
 
     /// The apps the window holds records of.
@@ -187,7 +301,7 @@ pub async fn feed(
             match decode_checked(message.subject.as_str(), &message.payload) {
                 Ok((_, records)) => {
                     metrics.recent_records_in.inc_by(records.len() as u64);
-                    let (held, bytes) = window.push(records);
+                    let (held, bytes) = window.push(last_seq, records);
                     metrics.recent_records.set(held as i64);
                     metrics.recent_bytes.set(bytes as i64);
                 }
@@ -224,7 +338,7 @@ mod tests {
     fn the_window_keeps_the_newest_within_its_bytes() {
         let one = cost(&record(0));
         let window = Window::new(one * 10, 0);
-        window.push((0..25).map(record).collect());
+        window.push(1, (0..25).map(record).collect());
         let (held, bytes) = window.size();
         assert_eq!(held, 10);
         assert!(bytes <= one * 10);
@@ -242,9 +356,36 @@ mod tests {
             exact_count: false,
             deadline: std::time::Instant::now(),
         };
-        let (found, scanned) = window.matching(&request);
-        assert_eq!(scanned, 10);
+        let mut stats = Stats::default();
+        let found = window.matching(&request, &mut stats);
+        assert_eq!(stats.recent_scanned, 10);
         assert_eq!(found.first().map(|r| r.id.as_str()), Some("id0015"));
-        assert!(window.fault().is_some(), "a window that never read says so");
+        assert!(stats.partial, "a window that never read says so");
+    }
+
+    #[test]
+    fn a_tail_goes_on_after_its_position_and_sees_gaps() {
+        let one = cost(&record(0));
+        let window = Window::new(one * 10, 0);
+        window.push(5, (0..4).map(record).collect());
+        window.push(6, (4..8).map(record).collect());
+        let at = |seq, index| Some(Position { seq, index });
+        assert_eq!(window.latest(), at(6, 3));
+        let even = |r: &Record| r.id.ends_with(['0', '2', '4', '6', '8']);
+        let after = window.after(at(5, 1), 100, even);
+        let ids: Vec<_> = after.records.iter().map(|(_, r)| r.id.as_str()).collect();
+        assert_eq!(ids, ["id0002", "id0004", "id0006"]);
+        assert_eq!((after.looked, after.gap), (at(6, 3), false));
+        // Positions print and read back.
+        assert_eq!("6-3".parse::<Position>().ok(), at(6, 3));
+        assert!("6:3".parse::<Position>().is_err());
+        // Four more records push the oldest two out: a tail still at 5-0
+        // missed 5-1.
+        window.push(7, (8..12).map(record).collect());
+        assert!(window.after(at(5, 0), 100, even).gap);
+        assert!(!window.after(at(5, 1), 100, even).gap);
+        // A position before the window's first record may have missed some.
+        assert!(window.after(at(2, 0), 100, even).gap);
+        assert_eq!(window.after(at(7, 3), 100, even).records.len(), 0);
     }
 }

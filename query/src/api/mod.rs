@@ -1,16 +1,47 @@
-//! The HTTP API, versioned under `/api/v1`. Every answer is JSON; an error
-//! is `{"error": "<what, naming the parameter>"}` with its status: 400 for
-//! a bad request, 401 without a valid token, 403 for an app outside the
-//! token's set, 503 when the store cannot be reached.
+//! The HTTP API, versioned under `/api/v1`. Every answer is JSON (or
+//! NDJSON, or server-sent events, where said); an error is
+//! `{"error": "<what, naming the parameter>"}` with its status: 400 for a
+//! bad request, 401 without a valid token, 403 for an app outside the
+//! token's set, 404 for what does not exist, 503 when the store or NATS
+//! cannot be reached (the message says which).
 //!
-//! * `GET /api/v1/logs/search` — `query`, `app` (repeatable or
-//!   comma-separated; default every app the caller may read), `service`,
-//!   `level` (one: a minimum; several: a list), `start_time`/`end_time`
-//!   (RFC 3339, an epoch number, `now`, `now-1h`; end exclusive), `limit`
-//!   (default 100, at most 10,000), `order` (`desc`, newest first, or
-//!   `asc`), `page` (from 1) or `cursor` (from `next_cursor`), `count`
-//!   (`exact` scans every candidate). Answers
+//! The log endpoints share the filters `query`, `app` (repeatable or
+//! comma-separated; default every app the caller may read), `service`,
+//! `level` (one: a minimum; several: a list) and `start_time`/`end_time`
+//! (RFC 3339, an epoch number, `now`, `now-1h`; end exclusive).
+//!
+//! * `GET /api/v1/logs/search` — the filters, `limit` (default 100, at
+//!   most 10,000), `order` (`desc`, newest first, or `asc`), `page` (the
+//!   first is 1) or `cursor` (from `next_cursor`), `count` (`exact` scans
+//!   every candidate). Answers
 //!   `{"logs":[…],"total":N,"total_exact":bool,"page":P,"next_cursor":…,"stats":{…}}`.
+//! * `GET /api/v1/logs/export` — the filters, `order`, `limit` (default:
+//!   no limit): every match as NDJSON, streamed (see
+//!   [`crate::search::export`] for its order and its last line when
+//!   partial). Work stops when the client goes away.
+//! * `GET /api/v1/logs/hits` — the filters (default range: the last 24
+//!   hours), `step` (`5m`, `1h`…; default: about 100 steps), `by`
+//!   (`level` or `service`; default one series): counts per step, from the
+//!   sidecars alone when the query looks only at app, service and level.
+//!   Answers `{"step_secs":…,"timestamps":[…],"series":[{"group","values","total"}],"total":N,"index_only":bool,"stats":{…}}`.
+//! * `GET /api/v1/logs/tail` — `query`, `app`, `service`, `level`: live
+//!   matches as server-sent events, one record (JSON) per event, its `id`
+//!   the record's stream position; reconnect with `Last-Event-ID` to go on
+//!   after it. An event `gap` says records were dropped from the window
+//!   before they could be sent.
+//! * `GET /api/v1/logs/{id}/context` — `before`, `after` (default 10, at
+//!   most 1,000), `app`: the lines around one record from the same app,
+//!   host and source, in time order: `{"record":…,"logs":[…]}`.
+//! * `GET /api/v1/requests/{value}` — every record whose `request_id` or
+//!   `trace_id` is the value, across apps and services, oldest first, with
+//!   one span per (app, service) and the gaps between them:
+//!   `{"request":…,"logs":[…],"spans":[…],"total":N,"stats":{…}}`.
+//! * `GET /api/v1/aggregates` — `app`, `service`, `level`,
+//!   `start_time`/`end_time` (default the last 24 hours): the
+//!   aggregator's counts, `{"rows":[{"app","service","level","hour","count"}]}`.
+//! * `GET /api/v1/errors` — `app`, `limit` (default 100): the aggregator's
+//!   error groups, latest first; `GET /api/v1/errors/{fingerprint}` — the
+//!   groups of one fingerprint (one per app and service).
 //! * `GET /api/v1/apps` — the apps the caller may read that have filed
 //!   logs or records in the recent window.
 //!
@@ -20,13 +51,18 @@
 //! loopback unless `allow_anonymous` is set). Every search is logged with
 //! the token's name, the query, the apps and the result count.
 
+mod groups;
+mod logs;
 pub mod params;
+mod requests;
+mod tail;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,11 +70,12 @@ use object_store::ObjectStore;
 use serde_json::json;
 use sluice_core::config::{QueryConfig, TokenConfig};
 use sluice_core::store::Store;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::QueryMetrics;
 use crate::recent::Window;
-use crate::search::{Request, SidecarCache, search};
-use params::{encode_cursor, search_params};
+use crate::search::{Order, Request, SidecarCache, StoreUnreachable};
+use params::Filters;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -48,12 +85,54 @@ pub struct Api {
     pub config: Arc<QueryConfig>,
     pub recent: Arc<Window>,
     pub metrics: QueryMetrics,
+    /// NATS, once connected: the aggregator's KV buckets are read through it.
+    pub jetstream: Arc<OnceLock<jetstream::Context>>,
+    /// Cancelled when the service stops: live tails and exports end.
+    pub stop: CancellationToken,
+}
+
+impl Api {
+    /// The NATS connection, or a 503 saying it is not there.
+    fn jetstream(&self) -> Result<&jetstream::Context, ApiError> {
+        self.jetstream.get().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NATS cannot be reached yet: the aggregator's groups and counts are read through it",
+            )
+        })
+    }
+
+    /// A request for `filters` over `apps`, due by the configured timeout.
+    fn request(&self, filters: Filters, apps: Vec<String>, limit: usize, order: Order) -> Request {
+        Request {
+            query: filters.query,
+            level: filters.level,
+            service: filters.service,
+            apps,
+            from_ns: filters.from_ns,
+            to_ns: filters.to_ns,
+            limit,
+            offset: 0,
+            order,
+            after: None,
+            exact_count: false,
+            deadline: Instant::now() + Duration::from_secs(self.config.timeout_secs),
+        }
+    }
 }
 
 /// The API's routes.
 pub fn routes(api: Api) -> Router {
     Router::new()
-        .route("/api/v1/logs/search", get(search_logs))
+        .route("/api/v1/logs/search", get(logs::search_logs))
+        .route("/api/v1/logs/export", get(logs::export_logs))
+        .route("/api/v1/logs/hits", get(logs::hits))
+        .route("/api/v1/logs/tail", get(tail::tail))
+        .route("/api/v1/logs/{id}/context", get(logs::context))
+        .route("/api/v1/requests/{value}", get(requests::request))
+        .route("/api/v1/aggregates", get(groups::aggregates))
+        .route("/api/v1/errors", get(groups::errors))
+        .route("/api/v1/errors/{fingerprint}", get(groups::error))
         .route("/api/v1/apps", get(apps))
         .with_state(api)
 }
@@ -66,11 +145,23 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
+    }
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<StoreUnreachable> for ApiError {
+    fn from(err: StoreUnreachable) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
     }
 }
 
@@ -92,6 +183,17 @@ impl Caller<'_> {
 
     fn allows(&self, app: &str) -> bool {
         self.token.is_none_or(|t| t.allows(app))
+    }
+
+    /// A 403 naming the first of `apps` the caller may not read.
+    fn may_read(&self, apps: &[String]) -> Result<(), ApiError> {
+        match apps.iter().find(|a| !self.allows(a)) {
+            Some(app) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("token {:?} may not read app {app:?}", self.name()),
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -150,12 +252,7 @@ async fn apps_for(
     caller: &Caller<'_>,
     named: &[String],
 ) -> Result<Vec<String>, ApiError> {
-    if let Some(app) = named.iter().find(|a| !caller.allows(a)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("token {:?} may not read app {app:?}", caller.name()),
-        ));
-    }
+    caller.may_read(named)?;
     if !named.is_empty() {
         return Ok(named.to_vec());
     }
@@ -170,54 +267,4 @@ async fn apps(State(api): State<Api>, headers: HeaderMap) -> Result<Response, Ap
     let caller = caller(&api.config, &headers)?;
     let apps = apps_for(&api, &caller, &[]).await?;
     Ok(axum::Json(json!({ "apps": apps })).into_response())
-}
-
-async fn search_logs(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Query(pairs): Query<Vec<(String, String)>>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let caller = caller(&api.config, &headers)?;
-    let p = search_params(&pairs).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-    let apps = apps_for(&api, &caller, &p.apps).await?;
-    let request = Request {
-        query: p.query,
-        level: p.level,
-        service: p.service,
-        apps: apps.clone(),
-        from_ns: p.from_ns,
-        to_ns: p.to_ns,
-        limit: p.limit,
-        offset: (p.page - 1) * p.limit,
-        order: p.order,
-        after: p.after,
-        exact_count: p.exact_count,
-        deadline: started + Duration::from_secs(api.config.timeout_secs),
-    };
-    let answer = search(&api.store, &api.sidecars, &request, Some(&api.recent))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    api.metrics.observe(&answer.stats, started.elapsed());
-    tracing::info!(
-        token = caller.name(),
-        query = %p.query_text,
-        apps = ?apps,
-        results = answer.logs.len(),
-        total = answer.total,
-        partial = answer.stats.partial,
-        "search"
-    );
-    let next_cursor = (answer.logs.len() == p.limit)
-        .then(|| answer.logs.last().map(|r| encode_cursor(r.ts, &r.id)))
-        .flatten();
-    Ok(axum::Json(json!({
-        "logs": answer.logs,
-        "total": answer.total,
-        "total_exact": answer.total_exact,
-        "page": p.page,
-        "next_cursor": next_cursor,
-        "stats": answer.stats,
-    }))
-    .into_response())
 }

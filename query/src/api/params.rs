@@ -15,9 +15,9 @@ pub const MAX_LIMIT: usize = 10_000;
 /// Records per answer when the caller names no limit.
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// What a search asked for, checked.
-#[derive(Debug)]
-pub struct SearchParams {
+/// The filters every log endpoint shares, checked.
+#[derive(Debug, Clone)]
+pub struct Filters {
     pub query: Expr,
     pub query_text: String,
     /// Apps named by the caller (empty: every app it may see).
@@ -26,6 +26,12 @@ pub struct SearchParams {
     pub level: Option<Expr>,
     pub from_ns: i64,
     pub to_ns: i64,
+}
+
+/// What a search asked for, checked.
+#[derive(Debug)]
+pub struct SearchParams {
+    pub filters: Filters,
     pub limit: usize,
     pub page: usize,
     pub order: Order,
@@ -33,30 +39,34 @@ pub struct SearchParams {
     pub exact_count: bool,
 }
 
-const NAMES: &[&str] = &[
-    "query",
-    "app",
-    "service",
-    "level",
-    "start_time",
-    "end_time",
-    "limit",
-    "order",
-    "page",
-    "cursor",
-    "count",
-];
+/// The names the filters use.
+const FILTERS: &[&str] = &["query", "app", "service", "level", "start_time", "end_time"];
 
-/// Reads the search parameters from the query string's pairs.
-pub fn search_params(pairs: &[(String, String)]) -> Result<SearchParams, String> {
-    if let Some((name, _)) = pairs.iter().find(|(n, _)| !NAMES.contains(&n.as_str())) {
-        return Err(format!(
-            "unknown parameter {name:?} (known: {})",
-            NAMES.join(", ")
-        ));
+/// A query string's pairs, read by name.
+pub struct Pairs<'a>(pub &'a [(String, String)]);
+
+impl Pairs<'_> {
+    /// Refuses a name outside the filters and `extra`.
+    pub fn known(&self, extra: &[&str]) -> Result<(), String> {
+        let known = |n: &str| FILTERS.contains(&n) || extra.contains(&n);
+        match self.0.iter().find(|(n, _)| !known(n)) {
+            Some((name, _)) => Err(format!(
+                "unknown parameter {name:?} (known: {})",
+                FILTERS
+                    .iter()
+                    .chain(extra)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => Ok(()),
+        }
     }
-    let one = |name: &str| -> Result<Option<&str>, String> {
-        let mut values = pairs
+
+    /// The value of a parameter given at most once.
+    pub fn one(&self, name: &str) -> Result<Option<&str>, String> {
+        let mut values = self
+            .0
             .iter()
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str());
@@ -65,60 +75,100 @@ pub fn search_params(pairs: &[(String, String)]) -> Result<SearchParams, String>
             return Err(format!("{name} is given more than once"));
         }
         Ok(first)
-    };
-    let many = |name: &str| -> Vec<&str> {
-        pairs
+    }
+
+    /// Every value of a repeatable, comma-separated parameter.
+    pub fn many(&self, name: &str) -> Vec<&str> {
+        self.0
             .iter()
             .filter(|(n, _)| n == name)
             .flat_map(|(_, v)| v.split(','))
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .collect()
-    };
-    let query_text = one("query")?.unwrap_or_default().to_string();
-    let query = parse(&query_text).map_err(|e| format!("query: {e}"))?;
-    let apps: Vec<String> = many("app").into_iter().map(String::from).collect();
-    for app in &apps {
-        sluice_core::names::validate(app).map_err(|e| format!("app {app:?}: {e}"))?;
     }
-    let services = many("service");
-    let service = (!services.is_empty()).then(|| {
-        any_of(
-            services
-                .iter()
-                .map(|s| text_term(Field::Service, s))
-                .collect(),
-        )
-    });
-    let level = level_param(&many("level"))?;
-    let now = now_nanos();
-    let from_ns = match one("start_time")? {
-        Some(t) => time_param("start_time", t, now)?,
-        None => 0,
-    };
-    let to_ns = match one("end_time")? {
-        Some(t) => time_param("end_time", t, now)?,
-        None => i64::MAX,
-    };
-    if from_ns >= to_ns {
-        return Err(format!(
-            "start_time {} is not before end_time {}",
-            one("start_time")?.unwrap_or("(the start)"),
-            one("end_time")?.unwrap_or("(no end)")
-        ));
+
+    /// A whole number in `min..=max`, or `default` when absent.
+    pub fn number(
+        &self,
+        name: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, String> {
+        match self.one(name)? {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n < min => Err(format!("{name} must be at least {min}")),
+                Ok(n) if n > max => Err(format!("{name} {n} is over the maximum of {max}")),
+                Ok(n) => Ok(n),
+                Err(_) => Err(format!("{name} {v:?} is not a number")),
+            },
+        }
     }
-    let limit = match one("limit")? {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(0) => return Err("limit must be at least 1".into()),
-            Ok(n) if n > MAX_LIMIT => {
-                return Err(format!("limit {n} is over the maximum of {MAX_LIMIT}"));
-            }
-            Ok(n) => n,
-            Err(_) => return Err(format!("limit {v:?} is not a number")),
-        },
-    };
-    let page = match one("page")? {
+
+    /// The shared filters; `default_from` is the start when none is given.
+    pub fn filters(&self, default_from: impl FnOnce(i64) -> i64) -> Result<Filters, String> {
+        let query_text = self.one("query")?.unwrap_or_default().to_string();
+        let query = parse(&query_text).map_err(|e| format!("query: {e}"))?;
+        let apps: Vec<String> = self.many("app").into_iter().map(String::from).collect();
+        for app in &apps {
+            sluice_core::names::validate(app).map_err(|e| format!("app {app:?}: {e}"))?;
+        }
+        let services = self.many("service");
+        let service = (!services.is_empty()).then(|| {
+            any_of(
+                services
+                    .iter()
+                    .map(|s| text_term(Field::Service, s))
+                    .collect(),
+            )
+        });
+        let level = level_param(&self.many("level"))?;
+        let now = now_nanos();
+        let from_ns = match self.one("start_time")? {
+            Some(t) => time_param("start_time", t, now)?,
+            None => default_from(now),
+        };
+        let to_ns = match self.one("end_time")? {
+            Some(t) => time_param("end_time", t, now)?,
+            None => i64::MAX,
+        };
+        if from_ns >= to_ns {
+            return Err(format!(
+                "start_time {} is not before end_time {}",
+                self.one("start_time")?.unwrap_or("(the start)"),
+                self.one("end_time")?.unwrap_or("(no end)")
+            ));
+        }
+        Ok(Filters {
+            query,
+            query_text,
+            apps,
+            service,
+            level,
+            from_ns,
+            to_ns,
+        })
+    }
+
+    /// `order`: newest first unless `asc`.
+    pub fn order(&self) -> Result<Order, String> {
+        match self.one("order")? {
+            None | Some("desc" | "newest") => Ok(Order::Newest),
+            Some("asc" | "oldest") => Ok(Order::Oldest),
+            Some(other) => Err(format!("order {other:?} is not desc (newest first) or asc")),
+        }
+    }
+}
+
+/// Reads the search parameters from the query string's pairs.
+pub fn search_params(pairs: &[(String, String)]) -> Result<SearchParams, String> {
+    let pairs = Pairs(pairs);
+    pairs.known(&["limit", "order", "page", "cursor", "count"])?;
+    let filters = pairs.filters(|_| 0)?;
+    let limit = pairs.number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
+    let page = match pairs.one("page")? {
         None => 1,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n >= 1 && n.saturating_mul(limit) <= 1_000_000 => n,
@@ -130,28 +180,18 @@ pub fn search_params(pairs: &[(String, String)]) -> Result<SearchParams, String>
             _ => return Err(format!("page {v:?} is not a number from 1")),
         },
     };
-    let order = match one("order")? {
-        None | Some("desc" | "newest") => Order::Newest,
-        Some("asc" | "oldest") => Order::Oldest,
-        Some(other) => return Err(format!("order {other:?} is not desc (newest first) or asc")),
-    };
-    let after = one("cursor")?.map(decode_cursor).transpose()?;
+    let order = pairs.order()?;
+    let after = pairs.one("cursor")?.map(decode_cursor).transpose()?;
     if after.is_some() && page > 1 {
         return Err("give page or cursor, not both".into());
     }
-    let exact_count = match one("count")? {
+    let exact_count = match pairs.one("count")? {
         None | Some("estimate") => false,
         Some("exact") => true,
         Some(other) => return Err(format!("count {other:?} is not exact or estimate")),
     };
     Ok(SearchParams {
-        query,
-        query_text,
-        apps,
-        service,
-        level,
-        from_ns,
-        to_ns,
+        filters,
         limit,
         page,
         order,
@@ -299,6 +339,6 @@ mod tests {
         let c = encode_cursor(now, "01JX");
         let p = params(&[("cursor", &c), ("level", "warn"), ("service", "a,b")]).unwrap();
         assert_eq!(p.after, Some((now, "01JX".to_string())));
-        assert!(p.level.is_some() && p.service.is_some());
+        assert!(p.filters.level.is_some() && p.filters.service.is_some());
     }
 }

@@ -69,6 +69,16 @@ impl Expr {
         out
     }
 
+    /// Whether the query looks only at `app`, `service` and `level`, which
+    /// a sidecar's minute counts know exactly.
+    pub fn index_only(&self) -> bool {
+        let mut only = true;
+        self.visit(&mut |term| {
+            only &= matches!(term.field, Field::App | Field::Service | Field::Level);
+        });
+        only
+    }
+
     fn visit(&self, f: &mut impl FnMut(&Term)) {
         match self {
             Expr::All => {}

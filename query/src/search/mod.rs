@@ -22,11 +22,43 @@
 //! * Only keys under the store's prefix and the request's apps are listed
 //!   or read.
 
-mod blobs;
+mod export;
+mod hits;
+mod page;
+mod plan;
+mod read;
 mod sidecars;
 
-pub use blobs::{StoreUnreachable, search};
+pub use export::{Ended, Export, export};
+pub use hits::{Hits, Series, hits};
+pub use page::{Seen, search};
 pub use sidecars::SidecarCache;
+
+/// The store could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("the store cannot be read: {0}")]
+pub struct StoreUnreachable(pub String);
+
+/// How a histogram's counts are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum By {
+    /// One series of every match.
+    #[default]
+    Total,
+    Level,
+    Service,
+}
+
+impl By {
+    /// The series a record of `service` and `level` counts in.
+    pub fn group(self, service: &str, level: sluice_core::Level) -> String {
+        match self {
+            By::Total => "total".into(),
+            By::Level => level.as_str().into(),
+            By::Service => service.into(),
+        }
+    }
+}
 
 use serde::Serialize;
 use sluice_core::Record;
@@ -76,8 +108,12 @@ impl Request {
     /// Whether `record` is an answer: of one of the apps, in range, after
     /// the cursor, matching the query and the parameters.
     pub fn accepts(&self, record: &Record) -> bool {
-        self.apps.contains(&record.app)
-            && record.ts >= self.from_ns
+        self.apps.contains(&record.app) && self.matches_filters(record)
+    }
+
+    /// [`Request::accepts`] without the test of the app.
+    pub fn matches_filters(&self, record: &Record) -> bool {
+        record.ts >= self.from_ns
             && record.ts < self.to_ns
             && self
                 .after
@@ -154,4 +190,35 @@ pub struct Stats {
     pub partial: bool,
     /// What could not be read, and why.
     pub errors: Vec<String>,
+}
+
+impl Stats {
+    /// Adds the costs of `more`.
+    pub fn add(&mut self, more: &Stats) {
+        self.partitions += more.partitions;
+        self.blobs_considered += more.blobs_considered;
+        self.skipped_by_time += more.skipped_by_time;
+        self.skipped_by_level += more.skipped_by_level;
+        self.skipped_by_service += more.skipped_by_service;
+        self.skipped_by_bloom += more.skipped_by_bloom;
+        self.skipped_by_order += more.skipped_by_order;
+        self.blobs_read += more.blobs_read;
+        self.sidecars_unreadable += more.sidecars_unreadable;
+        self.sidecars_read += more.sidecars_read;
+        self.bytes_read += more.bytes_read;
+        self.store_requests += more.store_requests;
+        self.records_scanned += more.records_scanned;
+        self.recent_scanned += more.recent_scanned;
+        self.recent_matched += more.recent_matched;
+        self.lines_unparsed += more.lines_unparsed;
+        self.partial |= more.partial;
+        self.errors.extend(more.errors.iter().cloned());
+    }
+
+    /// Flags the answer partial: the deadline passed.
+    pub fn timed_out(&mut self) {
+        self.partial = true;
+        self.errors
+            .push("the query took longer than its timeout".into());
+    }
 }

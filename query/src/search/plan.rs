@@ -1,0 +1,209 @@
+//! Which blobs a search reads: list the hours in range, judge each blob by
+//! its sidecar, and order the rest as the answer wants them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use sluice_core::index::{BlobIndex, sidecar_key};
+use sluice_core::layout::{BLOB_SUFFIX, Partition};
+use sluice_core::store::{Store, get_bytes};
+
+use super::{Order, Request, SidecarCache, Stats, StoreUnreachable};
+
+/// Sidecars fetched at once.
+const SIDECAR_CONCURRENCY: usize = 32;
+
+/// One blob that may hold a match.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub key: Path,
+    /// Earliest and latest record time the blob may hold.
+    pub min_ts: i64,
+    pub max_ts: i64,
+    /// Its sidecar, when it could be read.
+    pub index: Option<Arc<BlobIndex>>,
+}
+
+/// The blobs a search reads, in the order it reads them.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub candidates: Vec<Candidate>,
+    /// Per app, the latest record time any of its listed blobs holds: the
+    /// recent window's records after it are not filed yet.
+    pub filed_until: HashMap<String, i64>,
+}
+
+/// Lists and judges the blobs of every app of `request`, counting into
+/// `stats`. Fails only when the store cannot be listed.
+pub async fn plan(
+    store: &Store,
+    sidecars: &SidecarCache,
+    request: &Request,
+    stats: &mut Stats,
+) -> Result<Planned, StoreUnreachable> {
+    let mut planned = Planned::default();
+    if request.from_ns >= request.to_ns {
+        return Ok(planned);
+    }
+    for app in &request.apps {
+        let keys = list_app(store, app, request, stats)
+            .await
+            .map_err(|err| StoreUnreachable(format!("listing app {app}: {err}")))?;
+        let (judged, until) = judge(store, sidecars, request, keys, stats).await;
+        planned.candidates.extend(judged);
+        if let Some(until) = until {
+            planned.filed_until.insert(app.clone(), until);
+        }
+    }
+    match request.order {
+        Order::Newest => planned
+            .candidates
+            .sort_by_key(|c| std::cmp::Reverse(c.max_ts)),
+        Order::Oldest => planned.candidates.sort_by_key(|c| c.min_ts),
+    }
+    Ok(planned)
+}
+
+/// The blob keys of `app`'s hours that overlap the request's range.
+async fn list_app(
+    store: &Store,
+    app: &str,
+    request: &Request,
+    stats: &mut Stats,
+) -> object_store::Result<Vec<(Partition, Path)>> {
+    // The days that exist, then each day in range (one list per day).
+    let app_prefix = store.key(&format!("app={app}"));
+    stats.store_requests += 1;
+    let days = store.inner.list_with_delimiter(Some(&app_prefix)).await?;
+    let first_day = Partition::of(app, request.from_ns).date();
+    let last_day = Partition::of(app, request.to_ns - 1).date();
+    let mut keys = Vec::new();
+    let mut partitions = HashSet::new();
+    for day in days.common_prefixes {
+        let Some(date) = day.filename().and_then(|n| n.strip_prefix("dt=")) else {
+            continue;
+        };
+        if date < first_day.as_str() || date > last_day.as_str() {
+            continue;
+        }
+        stats.store_requests += 1;
+        let listed: Vec<object_store::ObjectMeta> =
+            store.inner.list(Some(&day)).try_collect().await?;
+        for meta in listed {
+            let Some(rel) = store.relative(&meta.location) else {
+                continue;
+            };
+            let Some((partition, name)) = Partition::parse_key(&rel) else {
+                continue;
+            };
+            if partition.app != app || !name.ends_with(BLOB_SUFFIX) {
+                continue;
+            }
+            if partition.end_ns() <= request.from_ns || partition.start_ns() >= request.to_ns {
+                continue;
+            }
+            partitions.insert(partition.hour);
+            keys.push((partition, meta.location));
+        }
+    }
+    stats.partitions += partitions.len() as u64;
+    Ok(keys)
+}
+
+/// Fetches the sidecars of `keys` and keeps the blobs they do not rule
+/// out; also the latest record time the listed blobs hold.
+async fn judge(
+    store: &Store,
+    sidecars: &SidecarCache,
+    request: &Request,
+    keys: Vec<(Partition, Path)>,
+    stats: &mut Stats,
+) -> (Vec<Candidate>, Option<i64>) {
+    stats.blobs_considered += keys.len() as u64;
+    let fetched: Vec<(Partition, Path, Fetched)> = futures::stream::iter(keys)
+        .map(|(partition, key)| async move {
+            let sidecar = fetch_sidecar(store, sidecars, &key).await;
+            (partition, key, sidecar)
+        })
+        .buffer_unordered(SIDECAR_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    let mut until: Option<i64> = None;
+    for (partition, key, sidecar) in fetched {
+        let index = match sidecar {
+            Fetched::Cached(index) => index,
+            Fetched::Read(index) => {
+                stats.store_requests += 1;
+                stats.sidecars_read += 1;
+                index
+            }
+            Fetched::Unreadable(why) => {
+                stats.store_requests += 1;
+                stats.sidecars_unreadable += 1;
+                tracing::debug!(blob = %key, %why, "sidecar unreadable; reading the blob in full");
+                let max_ts = partition.end_ns() - 1;
+                until = until.max(Some(max_ts));
+                out.push(Candidate {
+                    key,
+                    min_ts: partition.start_ns(),
+                    max_ts,
+                    index: None,
+                });
+                continue;
+            }
+        };
+        if index.records > 0 {
+            until = until.max(Some(index.max_ts));
+        }
+        if !index.overlaps(request.from_ns, request.to_ns - 1) {
+            stats.skipped_by_time += 1;
+        } else if request.level.as_ref().is_some_and(|e| !e.may_match(&index)) {
+            stats.skipped_by_level += 1;
+        } else if request
+            .service
+            .as_ref()
+            .is_some_and(|e| !e.may_match(&index))
+        {
+            stats.skipped_by_service += 1;
+        } else if !request.query.may_match(&index) {
+            stats.skipped_by_bloom += 1;
+        } else {
+            out.push(Candidate {
+                key,
+                min_ts: index.min_ts,
+                max_ts: index.max_ts,
+                index: Some(index),
+            });
+        }
+    }
+    (out, until)
+}
+
+enum Fetched {
+    Cached(Arc<BlobIndex>),
+    Read(Arc<BlobIndex>),
+    Unreadable(String),
+}
+
+async fn fetch_sidecar(store: &Store, sidecars: &SidecarCache, blob: &Path) -> Fetched {
+    let key = sidecar_key(blob.as_ref());
+    if let Some(index) = sidecars.get(&key) {
+        return Fetched::Cached(index);
+    }
+    let bytes = match get_bytes(store.inner.as_ref(), &Path::from(key.as_str())).await {
+        Ok(bytes) => bytes,
+        Err(err) => return Fetched::Unreadable(err.to_string()),
+    };
+    match BlobIndex::from_bytes(&bytes) {
+        Ok(index) => {
+            let index = Arc::new(index);
+            sidecars.put(key, index.clone());
+            Fetched::Read(index)
+        }
+        Err(err) => Fetched::Unreadable(err.to_string()),
+    }
+}
