@@ -2,7 +2,6 @@
 //! per-hour counts as the aggregator stores them.
 
 use async_nats::jetstream::{self, kv};
-use futures::StreamExt;
 
 use crate::counts::{HourCounts, empty_hour, hour_key, hour_of};
 use crate::groups::ErrorGroup;
@@ -27,9 +26,14 @@ fn nats(what: &'static str) -> impl Fn(String) -> ReadError {
 /// Reads error groups and hourly counts.
 #[derive(Clone)]
 pub struct Reader {
+    js: jetstream::Context,
     groups: kv::Store,
     counts: kv::Store,
 }
+
+/// Groups one read returns at most, before sorting and cutting to the
+/// limit asked.
+const MAX_GROUPS_READ: usize = 200_000;
 
 /// Most hours one [`Reader::hourly_counts`] call reads.
 pub const MAX_HOURS: i64 = 24 * 93;
@@ -45,35 +49,23 @@ impl Reader {
             .get_key_value(crate::COUNTS_BUCKET)
             .await
             .map_err(|e| nats("hourly counts")(e.to_string()))?;
-        Ok(Reader { groups, counts })
+        Ok(Reader {
+            js: js.clone(),
+            groups,
+            counts,
+        })
     }
 
-    /// The groups of `app` (every app when `None`), most recently seen
-    /// first, at most `limit`.
-    pub async fn groups(
-        &self,
-        app: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ErrorGroup>, ReadError> {
-        let err = nats("error groups");
-        let mut keys = self.groups.keys().await.map_err(|e| err(e.to_string()))?;
-        let prefix = app.map(|a| format!("{a}."));
-        let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| err(e.to_string()))?;
-            if prefix.as_deref().is_some_and(|p| !key.starts_with(p)) {
-                continue;
-            }
-            if let Some(value) = self
-                .groups
-                .get(&key)
+    /// The groups whose keys match `pattern`, most recently seen first.
+    async fn matching(&self, pattern: &str, limit: usize) -> Result<Vec<ErrorGroup>, ReadError> {
+        let entries =
+            sluice_core::nats::kv_newest(&self.js, crate::GROUPS_BUCKET, pattern, MAX_GROUPS_READ)
                 .await
-                .map_err(|e| err(e.to_string()))?
-                && let Ok(g) = serde_json::from_slice::<ErrorGroup>(&value)
-            {
-                out.push(g);
-            }
-        }
+                .map_err(nats("error groups"))?;
+        let mut out: Vec<ErrorGroup> = entries
+            .iter()
+            .filter_map(|(_, value)| serde_json::from_slice::<ErrorGroup>(value).ok())
+            .collect();
         out.sort_by(|a, b| {
             b.last_seen
                 .cmp(&a.last_seen)
@@ -81,6 +73,28 @@ impl Reader {
         });
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// The groups of `app` (every app when `None`), most recently seen
+    /// first, at most `limit`: one read of the bucket's newest values under
+    /// the app's keys.
+    pub async fn groups(
+        &self,
+        app: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ErrorGroup>, ReadError> {
+        let pattern = app.map_or_else(|| ">".to_string(), |a| format!("{a}.>"));
+        self.matching(&pattern, limit).await
+    }
+
+    /// The groups of `app` with `fingerprint` (one per service).
+    pub async fn fingerprint(
+        &self,
+        app: &str,
+        fingerprint: &str,
+    ) -> Result<Vec<ErrorGroup>, ReadError> {
+        self.matching(&format!("{app}.*.{fingerprint}"), usize::MAX)
+            .await
     }
 
     /// One group.

@@ -38,7 +38,7 @@ pub use hooks::{Hook, Hooks};
 pub use metrics::{metric_value, try_metric_value};
 pub use misfiled::{DeadLetterSeen, Misfiling, dead_letters, publish_misfiled, wait_dead_lettered};
 pub use nats::NatsServer;
-pub use net::{free_port, http_get, try_http_get, try_http_get_as};
+pub use net::{SseEvent, Streaming, free_port, http_get, try_http_get, try_http_get_as};
 pub use process::{
     StopOnDrop, find_binary, process_cpu_secs, process_peak_rss_mib, signal, terminate,
     workspace_binary,

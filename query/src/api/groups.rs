@@ -8,19 +8,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
-use sluice_aggregator::counts::HourCounts;
 use sluice_aggregator::groups::ErrorGroup;
-use sluice_aggregator::{COUNTS_BUCKET, GROUPS_BUCKET};
+use sluice_aggregator::read::{MAX_HOURS, ReadError, Reader};
 use sluice_core::Level;
-use sluice_core::nats::kv_newest;
-use sluice_core::time::{NS_PER_HOUR, now_nanos, parse_ts};
+use sluice_core::time::{NS_PER_HOUR, now_nanos};
 use sluice_notify::notification::Sample;
 
 use super::params::{MAX_LIMIT, Pairs};
 use super::{Api, ApiError, apps_for, caller};
-
-/// KV entries read for one answer, at most.
-const MAX_ENTRIES: usize = 200_000;
 
 /// One `(app, service, level, hour)` count.
 #[derive(Debug, Serialize)]
@@ -32,11 +27,13 @@ struct Row<'a> {
     count: u64,
 }
 
-fn unreachable(what: &str, err: String) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("NATS: reading {what}: {err}"),
-    )
+fn unreachable(err: ReadError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("NATS: {err}"))
+}
+
+/// The aggregator's buckets, or a 503 naming what is missing.
+async fn reader(api: &Api) -> Result<Reader, ApiError> {
+    Reader::open(api.jetstream()?).await.map_err(unreachable)
 }
 
 pub async fn aggregates(
@@ -56,26 +53,25 @@ pub async fn aggregates(
             "query: the counts are per app, service, level and hour; filter with app, service and level",
         ));
     }
-    let js = api.jetstream()?;
+    let reader = reader(&api).await?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
-    let to_ns = filters.to_ns.min(now_nanos().saturating_add(NS_PER_HOUR));
+    let to_ns = filters.to_ns.min(now_nanos()).max(filters.from_ns) - 1;
+    if (to_ns - filters.from_ns) / NS_PER_HOUR >= MAX_HOURS {
+        return Err(ApiError::bad(format!(
+            "the range is over {MAX_HOURS} hours: narrow start_time and end_time"
+        )));
+    }
     let mut hours = Vec::new();
     for app in &apps {
-        let entries = kv_newest(js, COUNTS_BUCKET, &format!("{app}.*"), MAX_ENTRIES)
+        let counts = reader
+            .hourly_counts(app, filters.from_ns, to_ns)
             .await
-            .map_err(|e| unreachable("the aggregator's counts", e))?;
-        for (_, value) in entries {
-            let Ok(counts) = serde_json::from_slice::<HourCounts>(&value) else {
-                continue;
-            };
-            let Some(start) = parse_ts(&counts.hour) else {
-                continue;
-            };
-            // An hour counts when it overlaps the range.
-            if counts.app == *app && start < to_ns && start + NS_PER_HOUR > filters.from_ns {
-                hours.push(counts);
-            }
-        }
+            .map_err(unreachable)?;
+        hours.extend(
+            counts
+                .into_iter()
+                .filter(|h| h.app == *app && !h.counts.is_empty()),
+        );
     }
     hours.sort_by(|a, b| (&a.hour, &a.app).cmp(&(&b.hour, &b.app)));
     let probe = |app: &str, service: &str, level: Level| {
@@ -151,30 +147,6 @@ impl From<ErrorGroup> for Group {
     }
 }
 
-/// The groups under `pattern` of each app in `apps`.
-async fn read_groups(
-    api: &Api,
-    apps: &[String],
-    pattern: impl Fn(&str) -> String,
-) -> Result<Vec<Group>, ApiError> {
-    let js = api.jetstream()?;
-    let mut groups = Vec::new();
-    for app in apps {
-        let entries = kv_newest(js, GROUPS_BUCKET, &pattern(app), MAX_ENTRIES)
-            .await
-            .map_err(|e| unreachable("the aggregator's error groups", e))?;
-        groups.extend(
-            entries
-                .into_iter()
-                .filter_map(|(_, value)| serde_json::from_slice::<ErrorGroup>(&value).ok())
-                .filter(|g| g.app == *app)
-                .map(Group::from),
-        );
-    }
-    groups.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
-    Ok(groups)
-}
-
 pub async fn errors(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -187,9 +159,18 @@ pub async fn errors(
         .number("limit", 100, 1, MAX_LIMIT)
         .map_err(ApiError::bad)?;
     let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    let reader = reader(&api).await?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
-    let mut groups = read_groups(&api, &apps, |app| format!("{app}.>")).await?;
+    let mut groups: Vec<Group> = Vec::new();
+    for app in &apps {
+        let found = reader
+            .groups(Some(app), usize::MAX)
+            .await
+            .map_err(unreachable)?;
+        groups.extend(found.into_iter().filter(|g| g.app == *app).map(Group::from));
+    }
     groups.retain(|g| g.last_seen >= filters.from_ns && g.first_seen < filters.to_ns);
+    groups.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.count.cmp(&a.count)));
     let total = groups.len();
     groups.truncate(limit);
     Ok(axum::Json(json!({ "errors": groups, "total": total })).into_response())
@@ -210,9 +191,17 @@ pub async fn error(
     let pairs = Pairs(&pairs);
     pairs.known(&[]).map_err(ApiError::bad)?;
     let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    let reader = reader(&api).await?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
     let fingerprint = fingerprint.to_ascii_lowercase();
-    let groups = read_groups(&api, &apps, |app| format!("{app}.*.{fingerprint}")).await?;
+    let mut groups: Vec<Group> = Vec::new();
+    for app in &apps {
+        let found = reader
+            .fingerprint(app, &fingerprint)
+            .await
+            .map_err(unreachable)?;
+        groups.extend(found.into_iter().filter(|g| g.app == *app).map(Group::from));
+    }
     if groups.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

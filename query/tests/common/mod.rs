@@ -197,3 +197,146 @@ pub async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, serde_json
     .await
     .unwrap()
 }
+
+/// Tokens of the endpoint tests: one per app, and one for every app.
+pub const TOKENS: &str = "[[query.tokens]]\nname = \"shop\"\ntoken = \"shop-secret\"\napps = [\"shop\"]\n\
+     [[query.tokens]]\nname = \"billing\"\ntoken = \"billing-secret\"\napps = [\"billing\"]\n\
+     [[query.tokens]]\nname = \"all\"\ntoken = \"all-secret\"\napps = [\"*\"]\n";
+
+/// A nats-server, an s3s-fs, the query role (and, when asked, the
+/// aggregator) in this process.
+pub struct Harness {
+    pub nats: sluice_testing::NatsServer,
+    pub s3: sluice_testing::S3Server,
+    pub store: Store,
+    pub js: async_nats::jetstream::Context,
+    pub port: u16,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    query: Option<tokio::task::JoinHandle<Result<(), sluice_core::role::RoleError>>>,
+    aggregator: Option<tokio::task::JoinHandle<Result<(), sluice_aggregator::AggregatorError>>>,
+}
+
+impl Harness {
+    /// Starts everything; `extra` is added to the configuration.
+    pub async fn start(with_aggregator: bool, extra: &str) -> Harness {
+        let nats = sluice_testing::NatsServer::start();
+        let s3 = sluice_testing::S3Server::start();
+        let store = sluice_core::store::open(&s3.store_config("logs")).unwrap();
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        sluice_core::nats::ensure_consumer_streams(&js, &nats.config())
+            .await
+            .unwrap();
+        let port = sluice_testing::free_port();
+        let admin = sluice_testing::free_port();
+        let text = format!(
+            "[nats]\nurl = \"{}\"\n{}[query]\nlisten = \"127.0.0.1:{port}\"\n{TOKENS}\
+             [aggregator]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\nquiet_period_secs = 3600\n{extra}",
+            nats.url(),
+            store_section(&s3),
+        );
+        let mut stops = Vec::new();
+        let aggregator = with_aggregator.then(|| {
+            let config = sluice_core::config::Config::parse(&text).unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(sluice_aggregator::run(config, async move {
+                let _ = rx.await;
+            }))
+        });
+        let (stop, query) = start_query(&text, port).await;
+        stops.push(stop);
+        Harness {
+            nats,
+            s3,
+            store,
+            js,
+            port,
+            stops,
+            query: Some(query),
+            aggregator,
+        }
+    }
+
+    /// GET `path` with the token named `who` ("shop", "billing", "all"), or
+    /// none.
+    pub async fn get(&self, path: &str, who: Option<&str>) -> (u16, serde_json::Value) {
+        let token = who.map(|w| format!("{w}-secret"));
+        get(self.port, path, token.as_deref()).await
+    }
+
+    /// A value of the query role's `/metrics`; fails when it is missing.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = sluice_testing::try_http_get_as(self.port, "/metrics", None)
+            .unwrap()
+            .1;
+        sluice_testing::metric_value(&body, name)
+    }
+
+    /// Stops the roles and checks they stopped cleanly.
+    pub async fn stop(mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        if let Some(query) = self.query.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(40), query)
+                .await
+                .expect("the query role did not stop")
+                .unwrap()
+                .unwrap();
+        }
+        if let Some(aggregator) = self.aggregator.take() {
+            aggregator.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Files `records` with good sidecars only: one blob per partition and
+/// app.
+pub async fn file_clean(store: &Store, records: &[Record]) -> usize {
+    let mut by_partition: BTreeMap<Partition, Vec<Record>> = BTreeMap::new();
+    for r in records {
+        by_partition
+            .entry(Partition::of(&r.app, r.ts))
+            .or_default()
+            .push(r.clone());
+    }
+    for (partition, recs) in &by_partition {
+        put_blob(store, partition, recs, Sidecar::Good).await;
+    }
+    by_partition.len()
+}
+
+/// Opens a streaming GET (server-sent events, NDJSON) as `who`, with more
+/// headers.
+pub async fn open_stream(
+    port: u16,
+    path: &str,
+    who: Option<&str>,
+    headers: &[(&str, &str)],
+) -> sluice_testing::Streaming {
+    let auth = who.map(|w| format!("Bearer {w}-secret"));
+    let mut all: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(auth) = auth {
+        all.push(("Authorization".into(), auth));
+    }
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        sluice_testing::Streaming::open(port, &path, &refs)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    })
+    .await
+    .unwrap()
+}
+
+/// The ids of the records in a JSON array.
+pub fn ids_of(logs: &serde_json::Value) -> Vec<String> {
+    logs.as_array()
+        .unwrap_or_else(|| panic!("not an array: {logs}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
