@@ -37,20 +37,15 @@ struct Filterer {
 impl Filterer {
     fn new(dir: &Path, name: &str, nats: &NatsServer, s3: &S3Server, extra: &str) -> Filterer {
         let port = free_port();
-        let store = s3.store_config(PREFIX);
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[nats]\nurl = \"{}\"\n[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-                 access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n\
+                "[nats]\nurl = \"{}\"\n{}\
                  [filterer]\nid = \"{name}\"\nflush_interval_secs = 1\ncompaction_grace_secs = 0\n\
                  compaction_interval_secs = 1\n{extra}\n[filterer.admin]\nlisten = \"127.0.0.1:{port}\"\n",
                 nats.url(),
-                store.url,
-                store.endpoint.unwrap(),
-                store.access_key_id.unwrap(),
-                store.secret_access_key.unwrap(),
+                s3.store_section(PREFIX),
             ),
         )
         .unwrap();

@@ -8,6 +8,7 @@
 //! | `alerts.rs` | `sluice alerter` and `sluice alerts` (silences) against a webhook receiver |
 //! | `up.rs` | `sluice up`: every role on one machine, from a log line to a stored blob |
 //! | `lifecycle.rs` | every role on the role runtime: SIGTERM while NATS is away, a taken admin port |
+//! | `read.rs` | `sluice search`, `tail` and `request` against a running `sluice query` |
 //! | `check.rs` | `sluice check` and `sluice-agent check`: a bad value in every section, with file and line |
 
 use std::path::PathBuf;

@@ -135,20 +135,15 @@ fn main() {
 
     // (b) the filterer.
     let port = free_port();
-    let store = s3.store_config("bench");
     let config = tmp.path().join("filterer.toml");
     std::fs::write(
         &config,
         format!(
-            "[nats]\nurl = \"{}\"\n[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n\
+            "[nats]\nurl = \"{}\"\n{}\
              [filterer]\nid = \"bench\"\nflush_interval_secs = 1\ncompaction = false\n\
              [filterer.admin]\nlisten = \"127.0.0.1:{port}\"\n",
             nats.url(),
-            store.url,
-            store.endpoint.unwrap(),
-            store.access_key_id.unwrap(),
-            store.secret_access_key.unwrap()
+            s3.store_section("bench"),
         ),
     )
     .unwrap();

@@ -6,6 +6,9 @@
 //! sluice aggregator --config F            error groups, owners, hourly counts
 //! sluice alerter --config F               alert rules and notification delivery
 //! sluice query --config F                 the search API (/api/v1)
+//! sluice search 'query' [--app A] [--since 1h]   records from the query service
+//! sluice tail 'query' [--app A]           new matching records as they arrive
+//! sluice request <id>                     one request across apps and services
 //! sluice alerts list|silence|expire       silences and firing alerts
 //! sluice check --config F                 validate a configuration file
 //! ```
@@ -29,6 +32,7 @@ use sluice_core::config::{
 };
 
 mod alerts;
+mod read;
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +87,61 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Search every app's logs through the query service.
+    Search {
+        /// The query (see the README's query language); empty for every
+        /// record.
+        #[arg(default_value = "")]
+        query: String,
+        #[command(flatten)]
+        filters: read::Filters,
+        /// From how long ago (`1h`, `30m`) or since when (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to when (RFC 3339, or how long ago).
+        #[arg(long)]
+        until: Option<String>,
+        /// Records shown, at most.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        limit: usize,
+        /// Oldest first (default: newest first).
+        #[arg(long)]
+        oldest_first: bool,
+        /// Configuration file (for `[query] listen`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        endpoint: read::Endpoint,
+    },
+    /// Follow new records matching a query as they arrive.
+    Tail {
+        /// The query; empty for every record.
+        #[arg(default_value = "")]
+        query: String,
+        #[command(flatten)]
+        filters: read::Filters,
+        /// Configuration file (for `[query] listen`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        endpoint: read::Endpoint,
+    },
+    /// Show one request (by `request_id` or `trace_id`) across every app
+    /// and service: its spans, then its records in time order.
+    Request {
+        /// The request or trace id.
+        id: String,
+        #[command(flatten)]
+        filters: read::Filters,
+        /// From how long ago (`1h`) or since when (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Configuration file (for `[query] listen`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        endpoint: read::Endpoint,
+    },
     /// Look at and silence alerts.
     Alerts {
         /// Configuration file (for `[nats]`; defaults when absent).
@@ -114,6 +173,44 @@ fn main() -> ExitCode {
         }),
         Cmd::Query { config } => serve(&config, |c| {
             sluice_query::run(c, sluice_core::shutdown::signal())
+        }),
+        Cmd::Search {
+            query,
+            filters,
+            since,
+            until,
+            limit,
+            oldest_first,
+            config,
+            endpoint,
+        } => client(config.as_deref(), |listen| {
+            read::search(
+                endpoint,
+                listen,
+                query,
+                filters,
+                since,
+                until,
+                limit,
+                oldest_first,
+            )
+        }),
+        Cmd::Tail {
+            query,
+            filters,
+            config,
+            endpoint,
+        } => client(config.as_deref(), |listen| {
+            read::tail(endpoint, listen, query, filters)
+        }),
+        Cmd::Request {
+            id,
+            filters,
+            since,
+            config,
+            endpoint,
+        } => client(config.as_deref(), |listen| {
+            read::request(endpoint, listen, id, filters, since)
         }),
         Cmd::Alerts { config, command } => {
             let config = match config {
@@ -180,6 +277,41 @@ fn check(path: &Path) -> ExitCode {
 /// Runs one role on a multi-threaded runtime.
 fn run_role<E: std::fmt::Display>(role: impl Future<Output = Result<(), E>>) -> ExitCode {
     sluice_core::role::main(tokio::runtime::Builder::new_multi_thread(), role)
+}
+
+/// Runs a client command against the query service, which listens where
+/// the configuration file (if given) says.
+fn client<Fut>(
+    config: Option<&Path>,
+    run: impl FnOnce(Option<std::net::SocketAddr>) -> Fut,
+) -> ExitCode
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let listen = match config {
+        Some(path) => match load(path) {
+            Ok(c) => Some(c.query.listen),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Loads the file and runs the role `run` makes of it.

@@ -149,6 +149,18 @@ impl S3Server {
         }
     }
 
+    /// The same as configuration text: a `[store]` section ending in a
+    /// newline.
+    pub fn store_section(&self, prefix: &str) -> String {
+        let store = self.store_config(prefix);
+        format!(
+            "[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+             access_key_id = \"{S3_ACCESS_KEY}\"\nsecret_access_key = \"{S3_SECRET_KEY}\"\nallow_http = true\n",
+            store.url,
+            self.endpoint(),
+        )
+    }
+
     /// The directory s3s-fs serves: objects appear as files under
     /// `root/sluice-test/<key>`.
     pub fn root(&self) -> &Path {

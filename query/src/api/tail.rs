@@ -53,6 +53,7 @@ pub async fn tail(
             && request.matches_filters(r)
     };
     tracing::info!(token = caller.name(), query = %pairs.one("query").ok().flatten().unwrap_or(""), "tail");
+    api.metrics.tails_open.inc();
     let state = Tail {
         updates: api.recent.subscribe(),
         at: resume.or_else(|| api.recent.latest()),
@@ -80,6 +81,12 @@ struct Tail {
     resumed: bool,
     queue: VecDeque<Event>,
     keep: Box<dyn Fn(&sluice_core::Record) -> bool + Send + Sync>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.api.metrics.tails_open.dec();
+    }
 }
 
 impl Tail {

@@ -149,15 +149,7 @@ pub async fn file(store: &Store, records: &[Record]) -> usize {
 
 /// A `[store]` section for `s3`'s bucket under `logs/`.
 pub fn store_section(s3: &sluice_testing::S3Server) -> String {
-    let store = s3.store_config("logs");
-    format!(
-        "[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n",
-        store.url,
-        store.endpoint.unwrap(),
-        store.access_key_id.unwrap(),
-        store.secret_access_key.unwrap(),
-    )
+    s3.store_section("logs")
 }
 
 /// The query role in this process, configured by `text`, once its `/ready`
