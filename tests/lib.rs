@@ -8,6 +8,7 @@
 //! | `alerts.rs` | `sluice alerter` and `sluice alerts` (silences) against a webhook receiver |
 //! | `up.rs` | `sluice up`: every role on one machine, from a log line to a stored blob |
 //! | `lifecycle.rs` | every role on the role runtime: SIGTERM while NATS is away, a taken admin port |
+//! | `query.rs` | `sluice-agent` → `LOGS` → `sluice filterer` → S3 → `sluice query`: 30 queries against a naive scan of the blobs |
 //! | `read.rs` | `sluice search`, `tail` and `request` against a running `sluice query` |
 //! | `check.rs` | `sluice check` and `sluice-agent check`: a bad value in every section, with file and line |
 
