@@ -493,9 +493,7 @@ fn thirty_queries_answer_exactly_what_a_naive_scan_of_the_blobs_finds() {
             .map(|r| field(r, "id"))
             .collect();
         let mut newest: Vec<&Value> = stored.iter().filter(|r| check(r)).collect();
-        newest.sort_by_key(|r| {
-            std::cmp::Reverse((ts(r), field(r, "id").to_string()))
-        });
+        newest.sort_by_key(|r| std::cmp::Reverse((ts(r), field(r, "id").to_string())));
         let want_page: Vec<&str> = newest.iter().take(50).map(|r| field(r, "id")).collect();
         assert_eq!(page, want_page, "{params}: the newest 50, in order");
         report.push(format!(
