@@ -7,59 +7,13 @@
 //! Hours are the records' own `ts` in UTC, as in the object layout's
 //! partitions, so the counts agree with what the filterer filed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use sluice_core::Level;
-use sluice_core::time::NS_PER_HOUR as HOUR_NS;
 
-/// The hour (hours since the epoch) of a timestamp in ns.
-pub fn hour_of(ts: i64) -> i64 {
-    ts.div_euclid(HOUR_NS)
-}
-
-/// `YYYYMMDDHH` (UTC) of an hour since the epoch.
-pub fn hour_label(hour: i64) -> String {
-    chrono::DateTime::from_timestamp(hour.saturating_mul(3600), 0)
-        .map(|t| t.format("%Y%m%d%H").to_string())
-        .unwrap_or_else(|| "0000000000".into())
-}
-
-/// The KV key of an app's hour: `<app>.<YYYYMMDDHH>`.
-pub fn hour_key(app: &str, hour: i64) -> String {
-    format!("{app}.{}", hour_label(hour))
-}
-
-/// One app's counts for one hour, as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HourCounts {
-    /// The app.
-    pub app: String,
-    /// Start of the hour, RFC 3339 (UTC).
-    pub hour: String,
-    /// Records by service, then by level.
-    pub counts: ServiceCounts,
-}
-
-impl HourCounts {
-    /// The total over services and levels.
-    pub fn total(&self) -> u64 {
-        self.counts.values().flat_map(|l| l.values()).sum()
-    }
-
-    /// Adds `other`'s counts.
-    pub fn add(&mut self, other: &ServiceCounts) {
-        for (service, levels) in other {
-            let mine = self.counts.entry(service.clone()).or_default();
-            for (level, n) in levels {
-                *mine.entry(*level).or_default() += n;
-            }
-        }
-    }
-}
-
-/// Counts by service, then level.
-pub type ServiceCounts = BTreeMap<String, BTreeMap<Level, u64>>;
+pub use sluice_core::aggregates::{
+    HourCounts, ServiceCounts, empty_hour, hour_key, hour_label, hour_of,
+};
 
 /// One (app, hour) cell of a [`Tally`]: per service, a count per level.
 #[derive(Debug)]
@@ -156,17 +110,6 @@ impl Tally {
     }
 }
 
-/// The stored form of an app's hour before any count.
-pub fn empty_hour(app: &str, hour: i64) -> HourCounts {
-    HourCounts {
-        app: app.to_string(),
-        hour: chrono::DateTime::from_timestamp(hour.saturating_mul(3600), 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default(),
-        counts: BTreeMap::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +126,7 @@ mod tests {
     #[test]
     fn tally_counts_by_app_hour_service_level() {
         let mut t = Tally::default();
-        let h = HOUR_NS;
+        let h = sluice_core::time::NS_PER_HOUR;
         t.add("shop", "checkout", Level::Error, 10);
         t.add("shop", "checkout", Level::Error, 20);
         t.add("shop", "cart", Level::Info, 30);

@@ -16,7 +16,6 @@
 //!   `spike_factor` × its baseline, once the group has [`SPIKE_WARMUP_MINUTES`]
 //!   minutes of history; at most one spike notice per hour per group.
 
-use serde::{Deserialize, Serialize};
 use sluice_core::Level;
 use sluice_core::codec::RecordView;
 use sluice_core::time::{NS_PER_MIN as MINUTE_NS, NS_PER_SEC as NS};
@@ -36,54 +35,7 @@ const ALPHA: f64 = 0.1;
 /// rest decay it as zeros in one step).
 const MAX_FOLD_MINUTES: i64 = 120;
 
-/// The KV key of a group: `<app>.<service>.<fingerprint>` (the names are
-/// valid tokens, so the key is a valid KV key and its prefix selects an
-/// app).
-pub fn group_key(app: &str, service: &str, fingerprint: &str) -> String {
-    format!("{app}.{service}.{fingerprint}")
-}
-
-/// An error group as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorGroup {
-    /// The app.
-    pub app: String,
-    /// The service.
-    pub service: String,
-    /// 16 hex digits: see [`crate::fingerprint::fingerprint_hex`].
-    pub fingerprint: String,
-    /// The normalised message.
-    pub template: String,
-    /// [`crate::fingerprint::NORMALIZATION_VERSION`] that made it.
-    pub version: u32,
-    /// The most severe level seen.
-    pub level: Level,
-    /// Occurrences.
-    pub count: u64,
-    /// Earliest occurrence (record `ts`), ns.
-    pub first_seen: i64,
-    /// Latest occurrence (record `ts`), ns.
-    pub last_seen: i64,
-    /// The first occurrences and the latest one.
-    pub samples: Vec<Sample>,
-    /// Hosts it occurred on (at most [`MAX_HOSTS`]).
-    pub hosts: Vec<String>,
-    /// Whether more hosts than listed saw it.
-    #[serde(default)]
-    pub more_hosts: bool,
-    /// Minute (ns / 60 s) of `minute_count`.
-    #[serde(default)]
-    pub minute: i64,
-    /// Occurrences in `minute` so far.
-    #[serde(default)]
-    pub minute_count: u64,
-    /// Usual occurrences per minute (exponentially weighted).
-    #[serde(default)]
-    pub baseline_per_minute: f64,
-    /// When the last spike notice was decided, ns.
-    #[serde(default)]
-    pub last_spike_notice: i64,
-}
+pub use sluice_core::aggregates::{ErrorGroup, group_key};
 
 /// New occurrences of one group gathered between two writes.
 #[derive(Debug, Clone)]

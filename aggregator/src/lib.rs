@@ -67,10 +67,7 @@ pub use crate::read::Reader;
 
 /// This role's name on the dead-letter stream.
 pub const ROLE: &str = "aggregator";
-/// KV bucket of error groups.
-pub const GROUPS_BUCKET: &str = "sluice_error_groups";
-/// KV bucket of per-hour counts.
-pub const COUNTS_BUCKET: &str = "sluice_counts";
+pub use sluice_core::aggregates::{COUNTS_BUCKET, GROUPS_BUCKET};
 /// Durable consumers: errors, fatals, everything (counts).
 pub const CONSUMERS: [(&str, &str); 3] = [
     ("aggregator-error", "logs.*.error"),

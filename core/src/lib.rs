@@ -13,6 +13,7 @@
 //! integration tests is the `sluice-testing` crate.
 
 pub mod admin;
+pub mod aggregates;
 pub mod backoff;
 pub mod codec;
 pub mod config;

@@ -70,21 +70,7 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// One example record attached to a notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample {
-    /// The record's id (ULID).
-    pub id: String,
-    /// When the record's event happened, nanoseconds since the epoch.
-    pub ts: i64,
-    /// Host that produced the record.
-    pub host: String,
-    /// The record's message, possibly cut by [`Notification::truncated`].
-    pub msg: String,
-    /// The record's `request_id` attribute, when it has one.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
+pub use sluice_core::aggregates::Sample;
 
 /// A message for one receiver about one event (an alert firing or resolving,
 /// a new, regressed or spiking message group).

@@ -77,7 +77,7 @@ async fn the_cursor_visits_every_record_once_while_new_ones_arrive() {
             .map(|i| mango(pages * 100 + i, now_nanos(), "NEW"))
             .collect();
         let older: Vec<Record> = (0..50)
-            .map(|i| {
+            .map(|_| {
                 late += 1;
                 mango(
                     late,
@@ -85,7 +85,6 @@ async fn the_cursor_visits_every_record_once_while_new_ones_arrive() {
                     "LATE",
                 )
             })
-            .take(50)
             .collect();
         publish_records(&h.js, &[newer, older.clone()].concat(), 25).await;
         put_blob(

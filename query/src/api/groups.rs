@@ -8,11 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
-use sluice_aggregator::groups::ErrorGroup;
-use sluice_aggregator::read::{MAX_HOURS, ReadError, Reader};
 use sluice_core::Level;
+use sluice_core::aggregates::{ErrorGroup, MAX_HOURS, ReadError, Reader, Sample};
 use sluice_core::time::{NS_PER_HOUR, now_nanos};
-use sluice_notify::notification::Sample;
 
 use super::params::{MAX_LIMIT, Pairs};
 use super::{Api, ApiError, apps_for, caller};
