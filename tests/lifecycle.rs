@@ -37,7 +37,7 @@ fn roles() -> Vec<RoleCmd> {
         tier("aggregator"),
         tier("alerter"),
         RoleCmd {
-            // Searches the store; it reads no stream yet.
+            // Searches the store while its recent window waits for NATS.
             ready_without_nats: true,
             ..tier("query")
         },

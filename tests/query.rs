@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_testing::{
-    NatsServer, S3Server, StopOnDrop, Streaming, free_port, try_http_get_as, wait_until,
+    Lcg, NatsServer, S3Server, StopOnDrop, Streaming, free_port, try_http_get_as, wait_until,
     workspace_binary,
 };
 
@@ -23,18 +23,6 @@ const APPS: [&str; 4] = ["shop", "billing", "ledger", "search"];
 const SERVICES: [&str; 5] = ["api", "web", "worker", "checkout", "db"];
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
 const HOUR_MS: u64 = 3_600_000;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 /// The posted bodies' records: 4 apps, 5 services, 6 hours ending an hour
 /// ago.

@@ -13,14 +13,14 @@
 //! default 2,000,000).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_core::record::now_nanos;
 use sluice_core::{Level, Record};
 use sluice_testing::{
-    NatsServer, S3Server, StopOnDrop, bench_runtime, bench_size, free_port, http_get, metric_value,
-    process_cpu_secs, try_http_get, wait_until,
+    NatsServer, S3Server, bench_runtime, bench_size, free_port, http_get, metric_value,
+    process_cpu_secs, spawn_bench_role, try_http_get, wait_until,
 };
 
 fn records(n: usize) -> Vec<Record> {
@@ -148,16 +148,11 @@ fn main() {
     )
     .unwrap();
     let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["filterer", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = StopOnDrop(child);
+    let mut child = spawn_bench_role(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sluice")),
+        &["filterer"],
+        &config,
+    );
     let metric = |name: &str| metric_value(&http_get(port, "/metrics").1, name);
     wait_until(
         Duration::from_secs(600),

@@ -19,3 +19,18 @@ pub fn bench_runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// A small deterministic generator for test and benchmark data: the same
+/// sequence from the same seed on every run and machine.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `n` (`n` > 0).
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}

@@ -33,15 +33,15 @@ pub mod stream;
 pub mod wait;
 pub mod workload;
 
-pub use bench::{bench_runtime, bench_size};
+pub use bench::{Lcg, bench_runtime, bench_size};
 pub use hooks::{Hook, Hooks};
 pub use metrics::{metric_value, try_metric_value};
 pub use misfiled::{DeadLetterSeen, Misfiling, dead_letters, publish_misfiled, wait_dead_lettered};
 pub use nats::NatsServer;
 pub use net::{SseEvent, Streaming, free_port, http_get, try_http_get, try_http_get_as};
 pub use process::{
-    StopOnDrop, find_binary, process_cpu_secs, process_peak_rss_mib, signal, terminate,
-    workspace_binary,
+    StopOnDrop, find_binary, process_cpu_secs, process_peak_rss_mib, signal, spawn_bench_role,
+    terminate, workspace_binary,
 };
 pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 pub use stream::{Collector, publish_records, test_record};

@@ -1,7 +1,7 @@
 //! Processes the tests start: finding binaries, signals, stopping, and what
 //! `/proc` says about their cost.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,23 @@ fn stop_child(child: &mut Child) {
 /// A child process stopped like [`terminate`] when this is dropped, so a
 /// failing test or benchmark leaves no process behind.
 pub struct StopOnDrop(pub Child);
+
+/// Starts `program args… --config config` as a benchmark runs a role: no
+/// stdin or stdout, warnings and errors to this process's stderr.
+pub fn spawn_bench_role(program: &Path, args: &[&str], config: &Path) -> StopOnDrop {
+    StopOnDrop(
+        Command::new(program)
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display())),
+    )
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {

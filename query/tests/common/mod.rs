@@ -31,13 +31,8 @@ const WORDS: &[&str] = &[
 /// Deterministic records: two apps, three hours, five services, a rare
 /// needle word in two records.
 pub fn records() -> Vec<Record> {
-    let mut seed: u64 = 42;
-    let mut next = move |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rng = sluice_testing::Lcg(42);
+    let mut next = move |n: u64| rng.next(n);
     let services = ["checkout", "billing", "api", "web", "worker"];
     (0..3000u64)
         .map(|i| {
