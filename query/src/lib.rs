@@ -67,7 +67,10 @@ pub async fn run(
     let stop = tokio_util::sync::CancellationToken::new();
     let api = api::Api {
         store,
-        sidecars: Arc::new(SidecarCache::new(qcfg.sidecar_cache_entries)),
+        sidecars: Arc::new(SidecarCache::with_listings(
+            qcfg.sidecar_cache_entries,
+            std::time::Duration::from_secs(qcfg.listing_cache_secs),
+        )),
         config: Arc::new(qcfg.clone()),
         recent: window.clone(),
         metrics: metrics.clone(),

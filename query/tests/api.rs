@@ -15,7 +15,7 @@ const ALL: &str = "all-secret";
 /// The query role in this process, serving on `port`.
 async fn start(s3: &S3Server, port: u16) -> tokio::sync::oneshot::Sender<()> {
     let text = format!(
-        "{}[query]\nlisten = \"127.0.0.1:{port}\"\ntimeout_secs = 10\n\
+        "{}[query]\nlisten = \"127.0.0.1:{port}\"\ntimeout_secs = 10\nlisting_cache_secs = 0\n\
          [[query.tokens]]\nname = \"shop-team\"\ntoken = \"{SHOP}\"\napps = [\"shop\"]\n\
          [[query.tokens]]\nname = \"ops\"\ntoken = \"{ALL}\"\napps = [\"*\"]\n",
         store_section(s3)

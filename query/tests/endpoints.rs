@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::{BASE, Harness, file_clean, ids_of, open_stream, records};
+use sluice_core::layout::Partition;
 use sluice_core::time::{NS_PER_HOUR, NS_PER_SEC, now_nanos};
 use sluice_core::{Level, Record};
 use sluice_testing::{publish_records, wait_for};
@@ -689,5 +690,36 @@ async fn a_tail_sends_new_matches_and_resumes_from_last_event_id() {
     assert_eq!(s.status, 403);
     let s = open_stream(h.port, "/api/v1/logs/tail?limit=5", Some("shop"), &[]).await;
     assert_eq!(s.status, 400);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reused_after_compaction_lists_again() {
+    use object_store::ObjectStoreExt;
+    let h = Harness::start(false, "").await;
+    let all: Vec<Record> = records()
+        .into_iter()
+        .filter(|r| r.app == "shop")
+        .take(200)
+        .collect();
+    let partition = sluice_core::layout::Partition::of("shop", all[0].ts);
+    let same: Vec<Record> = all
+        .iter()
+        .filter(|r| Partition::of("shop", r.ts) == partition)
+        .cloned()
+        .collect();
+    let first = common::put_blob(&h.store, &partition, &same, common::Sidecar::Good).await;
+    let path = "/api/v1/logs/search?query=order&count=exact";
+    let (_, before) = h.get(path, Some("shop")).await;
+    // Compaction writes the merged blob, then deletes the old one.
+    common::put_blob(&h.store, &partition, &same, common::Sidecar::Good).await;
+    h.store
+        .inner
+        .delete(&object_store::path::Path::from(first.as_str()))
+        .await
+        .unwrap();
+    let (_, after) = h.get(path, Some("shop")).await;
+    assert_eq!(after["total"], before["total"], "{}", after["stats"]);
+    assert_eq!(after["stats"]["partial"], false, "{}", after["stats"]);
     h.stop().await;
 }

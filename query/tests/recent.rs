@@ -42,12 +42,13 @@ async fn a_fresh_record_is_found_before_and_once_after_it_is_filed() {
         .unwrap();
     let port = free_port();
     let text = format!(
-        "[nats]\nurl = \"{}\"\n{}[query]\nlisten = \"127.0.0.1:{port}\"\n\
+        "[nats]\nurl = \"{}\"\n{}[query]\nlisten = \"127.0.0.1:{port}\"\nlisting_cache_secs = 0\n\
          [[query.tokens]]\nname = \"shop\"\ntoken = \"shop-secret\"\napps = [\"shop\"]\n\
          [[query.tokens]]\nname = \"billing\"\ntoken = \"billing-secret\"\napps = [\"billing\"]\n",
         nats.url(),
         store_section(&s3),
     );
+    // Listing on every query: the test files a blob after searching.
     let (stop, role) = start_query(&text, port).await;
 
     let shop: Vec<Record> = (0..3).map(|i| fresh("shop", i)).collect();

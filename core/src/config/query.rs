@@ -28,6 +28,12 @@ pub struct QueryConfig {
     /// Sidecars kept parsed in memory.
     #[serde(default = "default_sidecar_cache", deserialize_with = "positive")]
     pub sidecar_cache_entries: usize,
+    /// How long a listing of an app's days and hours is reused, in seconds
+    /// (0: list on every query). Blobs filed meanwhile hold records the
+    /// recent window still has; a blob gone meanwhile (compacted) makes the
+    /// search list again.
+    #[serde(default = "default_listing_cache_secs")]
+    pub listing_cache_secs: u64,
     /// Without `[[query.tokens]]`, allow listening on a non-loopback
     /// address (anyone who can connect reads every app).
     #[serde(default)]
@@ -95,6 +101,9 @@ fn default_timeout_secs() -> u64 {
 fn default_sidecar_cache() -> usize {
     100_000
 }
+fn default_listing_cache_secs() -> u64 {
+    30
+}
 
 impl Default for QueryConfig {
     fn default() -> Self {
@@ -104,6 +113,7 @@ impl Default for QueryConfig {
             recent_bytes: default_recent_bytes(),
             timeout_secs: default_timeout_secs(),
             sidecar_cache_entries: default_sidecar_cache(),
+            listing_cache_secs: default_listing_cache_secs(),
             allow_anonymous: false,
             tokens: Vec::new(),
         }

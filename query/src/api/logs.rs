@@ -88,7 +88,7 @@ pub async fn export_logs(
     let token = caller.name().to_string();
     tokio::spawn(async move {
         let (stats, ended) = tokio::select! {
-            done = planned.run(&api.store, tx) => done,
+            done = planned.run(&api.store, &api.sidecars, tx) => done,
             _ = api.stop.cancelled() => return,
         };
         api.metrics.observe(&stats, started.elapsed());

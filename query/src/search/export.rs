@@ -64,7 +64,12 @@ pub async fn export(
 impl Export {
     /// Sends the matches into `tx` as NDJSON chunks; what it cost, and how
     /// it ended.
-    pub async fn run(self, store: &Store, tx: mpsc::Sender<Bytes>) -> (Stats, Ended) {
+    pub async fn run(
+        self,
+        store: &Store,
+        sidecars: &SidecarCache,
+        tx: mpsc::Sender<Bytes>,
+    ) -> (Stats, Ended) {
         let started = std::time::Instant::now();
         let Export {
             request,
@@ -103,6 +108,9 @@ impl Export {
         }
         if ended == Ended::Done {
             ended = out.flush().await;
+        }
+        if stats.listing_stale {
+            sidecars.forget_listings();
         }
         stats.elapsed_ms = started.elapsed().as_millis() as u64;
         (stats, ended)

@@ -119,6 +119,9 @@ pub async fn hits(
                 .or_default() += 1;
         }
     }
+    if stats.listing_stale {
+        sidecars.forget_listings();
+    }
     stats.elapsed_ms = started.elapsed().as_millis() as u64;
     let first = step_of(request.from_ns, step_ns);
     let last = step_of(request.to_ns - 1, step_ns);

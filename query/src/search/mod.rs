@@ -190,6 +190,9 @@ pub struct Stats {
     pub partial: bool,
     /// What could not be read, and why.
     pub errors: Vec<String>,
+    /// A listed blob was gone: the listings reused are out of date.
+    #[serde(skip)]
+    pub listing_stale: bool,
 }
 
 impl Stats {
@@ -212,6 +215,7 @@ impl Stats {
         self.recent_matched += more.recent_matched;
         self.lines_unparsed += more.lines_unparsed;
         self.partial |= more.partial;
+        self.listing_stale |= more.listing_stale;
         self.errors.extend(more.errors.iter().cloned());
     }
 

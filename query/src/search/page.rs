@@ -26,6 +26,21 @@ pub async fn search(
     request: &Request,
     recent: Option<&Window>,
 ) -> Result<Answer, StoreUnreachable> {
+    let answer = search_once(store, sidecars, request, recent).await?;
+    if !answer.stats.listing_stale {
+        return Ok(answer);
+    }
+    // A blob listed a while ago was compacted away: list again.
+    sidecars.forget_listings();
+    search_once(store, sidecars, request, recent).await
+}
+
+async fn search_once(
+    store: &Store,
+    sidecars: &SidecarCache,
+    request: &Request,
+    recent: Option<&Window>,
+) -> Result<Answer, StoreUnreachable> {
     let started = Instant::now();
     let mut stats = Stats::default();
     let wanted = request.offset.saturating_add(request.limit);

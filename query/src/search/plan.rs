@@ -13,8 +13,10 @@ use sluice_core::store::{Store, get_bytes};
 
 use super::{Order, Request, SidecarCache, Stats, StoreUnreachable};
 
-/// Sidecars fetched at once.
+/// Sidecars fetched at once (per app).
 const SIDECAR_CONCURRENCY: usize = 32;
+/// Apps listed and judged at once.
+const APP_CONCURRENCY: usize = 8;
 
 /// One blob that may hold a match.
 #[derive(Debug, Clone)]
@@ -48,14 +50,21 @@ pub async fn plan(
     if request.from_ns >= request.to_ns {
         return Ok(planned);
     }
-    for app in &request.apps {
-        let keys = list_app(store, app, request, stats)
-            .await
-            .map_err(|err| StoreUnreachable(format!("listing app {app}: {err}")))?;
-        let (judged, until) = judge(store, sidecars, request, keys, stats).await;
+    let plans: Vec<_> = request
+        .apps
+        .iter()
+        .map(|app| plan_app(store, sidecars, app.clone(), request))
+        .collect();
+    let per_app: Vec<_> = futures::stream::iter(plans)
+        .buffer_unordered(APP_CONCURRENCY)
+        .collect()
+        .await;
+    for result in per_app {
+        let (app, judged, until, app_stats) = result?;
+        stats.add(&app_stats);
         planned.candidates.extend(judged);
         if let Some(until) = until {
-            planned.filed_until.insert(app.clone(), until);
+            planned.filed_until.insert(app, until);
         }
     }
     match request.order {
@@ -67,46 +76,88 @@ pub async fn plan(
     Ok(planned)
 }
 
-/// The blob keys of `app`'s hours that overlap the request's range.
+/// One app's part of [`plan`].
+async fn plan_app(
+    store: &Store,
+    sidecars: &SidecarCache,
+    app: String,
+    request: &Request,
+) -> Result<(String, Vec<Candidate>, Option<i64>, Stats), StoreUnreachable> {
+    let mut stats = Stats::default();
+    let keys = list_app(store, sidecars, &app, request, &mut stats)
+        .await
+        .map_err(|err| StoreUnreachable(format!("listing app {app}: {err}")))?;
+    let (judged, until) = judge(store, sidecars, request, keys, &mut stats).await;
+    Ok((app, judged, until, stats))
+}
+
+/// The blob keys of `app`'s hours that overlap the request's range: its
+/// days, then each day in range (one list each), reusing recent listings.
 async fn list_app(
     store: &Store,
+    cache: &SidecarCache,
     app: &str,
     request: &Request,
     stats: &mut Stats,
 ) -> object_store::Result<Vec<(Partition, Path)>> {
-    // The days that exist, then each day in range (one list per day).
-    let app_prefix = store.key(&format!("app={app}"));
-    stats.store_requests += 1;
-    let days = store.inner.list_with_delimiter(Some(&app_prefix)).await?;
+    let days_key = format!("days:{app}");
+    let days = match cache.listing(&days_key) {
+        Some(days) => days,
+        None => {
+            let app_prefix = store.key(&format!("app={app}"));
+            stats.store_requests += 1;
+            let listed = store.inner.list_with_delimiter(Some(&app_prefix)).await?;
+            // Each day as its first hour and its prefix.
+            let days: Vec<(Partition, Path)> = listed
+                .common_prefixes
+                .into_iter()
+                .filter_map(|day| {
+                    let date = day.filename()?.strip_prefix("dt=")?.to_string();
+                    let start = sluice_core::time::parse_ts(&format!("{date}T00:00:00Z"))?;
+                    Some((Partition::of(app, start), day))
+                })
+                .collect();
+            let days = Arc::new(days);
+            cache.put_listing(days_key, days.clone());
+            days
+        }
+    };
     let first_day = Partition::of(app, request.from_ns).date();
     let last_day = Partition::of(app, request.to_ns - 1).date();
     let mut keys = Vec::new();
     let mut partitions = HashSet::new();
-    for day in days.common_prefixes {
-        let Some(date) = day.filename().and_then(|n| n.strip_prefix("dt=")) else {
-            continue;
-        };
-        if date < first_day.as_str() || date > last_day.as_str() {
+    for (day_start, day) in days.iter() {
+        let date = day_start.date();
+        if date < first_day || date > last_day {
             continue;
         }
-        stats.store_requests += 1;
-        let listed: Vec<object_store::ObjectMeta> =
-            store.inner.list(Some(&day)).try_collect().await?;
-        for meta in listed {
-            let Some(rel) = store.relative(&meta.location) else {
-                continue;
-            };
-            let Some((partition, name)) = Partition::parse_key(&rel) else {
-                continue;
-            };
-            if partition.app != app || !name.ends_with(BLOB_SUFFIX) {
-                continue;
+        let day_key = format!("day:{day}");
+        let listed = match cache.listing(&day_key) {
+            Some(listed) => listed,
+            None => {
+                stats.store_requests += 1;
+                let metas: Vec<object_store::ObjectMeta> =
+                    store.inner.list(Some(day)).try_collect().await?;
+                let listed: Vec<(Partition, Path)> = metas
+                    .into_iter()
+                    .filter_map(|meta| {
+                        let rel = store.relative(&meta.location)?;
+                        let (partition, name) = Partition::parse_key(&rel)?;
+                        (partition.app == app && name.ends_with(BLOB_SUFFIX))
+                            .then_some((partition, meta.location))
+                    })
+                    .collect();
+                let listed = Arc::new(listed);
+                cache.put_listing(day_key, listed.clone());
+                listed
             }
+        };
+        for (partition, key) in listed.iter() {
             if partition.end_ns() <= request.from_ns || partition.start_ns() >= request.to_ns {
                 continue;
             }
             partitions.insert(partition.hour);
-            keys.push((partition, meta.location));
+            keys.push((partition.clone(), key.clone()));
         }
     }
     stats.partitions += partitions.len() as u64;

@@ -37,6 +37,8 @@ pub struct Scanned {
     pub unparsed: u64,
     pub bytes: u64,
     pub error: Option<String>,
+    /// The blob was not there (compacted away since it was listed).
+    pub gone: bool,
 }
 
 impl Scanned {
@@ -51,6 +53,7 @@ impl Scanned {
             stats.partial = true;
             stats.errors.push(err.clone());
         }
+        stats.listing_stale |= self.gone;
     }
 }
 
@@ -76,6 +79,7 @@ async fn read_blob(store: Store, request: Arc<Request>, key: Path, keep: Keep) -
         Ok(bytes) => bytes,
         Err(err) => {
             return Scanned {
+                gone: matches!(err, object_store::Error::NotFound { .. }),
                 error: Some(format!("reading {key}: {err}")),
                 ..Scanned::default()
             };

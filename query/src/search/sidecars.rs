@@ -1,26 +1,72 @@
-//! A bounded cache of parsed sidecars. Sidecars never change once written
-//! (a blob and its sidecar are replaced, never rewritten), so an entry is
-//! good until evicted.
+//! What a search keeps between queries: a bounded cache of parsed sidecars
+//! (they never change once written: a blob and its sidecar are replaced,
+//! never rewritten, so an entry is good until evicted), and recent
+//! listings of each app's blobs, reused for `[query] listing_cache_secs`.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use object_store::path::Path;
+use sluice_core::layout::Partition;
 
 use lru::LruCache;
 use sluice_core::index::BlobIndex;
 
-/// Parsed sidecars by their full key.
+/// The blob keys one listing found, with their partitions.
+pub type Listing = Arc<Vec<(Partition, Path)>>;
+
+/// Parsed sidecars by their full key, and recent listings.
 pub struct SidecarCache {
     entries: Mutex<LruCache<String, Arc<BlobIndex>>>,
+    listings: Mutex<HashMap<String, (Instant, Listing)>>,
+    listing_ttl: Duration,
 }
 
 impl SidecarCache {
-    /// A cache holding at most `capacity` sidecars (at least one).
+    /// A cache holding at most `capacity` sidecars (at least one), that
+    /// lists on every query.
     pub fn new(capacity: usize) -> SidecarCache {
+        SidecarCache::with_listings(capacity, Duration::ZERO)
+    }
+
+    /// The same, reusing a listing for `ttl`.
+    pub fn with_listings(capacity: usize, ttl: Duration) -> SidecarCache {
         SidecarCache {
             entries: Mutex::new(LruCache::new(
                 NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
             )),
+            listings: Mutex::new(HashMap::new()),
+            listing_ttl: ttl,
         }
+    }
+
+    /// A listing (of one app's day) made less than the TTL ago.
+    pub fn listing(&self, key: &str) -> Option<Listing> {
+        let listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        listings
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.listing_ttl)
+            .map(|(_, keys)| keys.clone())
+    }
+
+    /// Keeps a listing (when listings are reused at all).
+    pub fn put_listing(&self, key: String, keys: Listing) {
+        if self.listing_ttl.is_zero() {
+            return;
+        }
+        let mut listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        listings.retain(|_, (at, _)| at.elapsed() < self.listing_ttl);
+        listings.insert(key, (Instant::now(), keys));
+    }
+
+    /// Forgets every listing: a blob listed is gone.
+    pub fn forget_listings(&self) {
+        self.listings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<BlobIndex>> {
