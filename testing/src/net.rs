@@ -84,7 +84,8 @@ impl Streaming {
     pub fn open(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<Streaming, String> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .map_err(|e| format!("cannot connect: {e} (is the process running?)"))?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        // The head comes when the answer starts: a slow query may take long.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
         let extra: String = headers
             .iter()
             .map(|(k, v)| format!("{k}: {v}\r\n"))
