@@ -42,10 +42,8 @@ pub async fn aggregates(
     let started = Instant::now();
     let caller = caller(&api.config, &headers)?;
     let pairs = Pairs(&pairs);
-    pairs.known(&[]).map_err(ApiError::bad)?;
-    let filters = pairs
-        .filters(|now| now - 24 * NS_PER_HOUR)
-        .map_err(ApiError::bad)?;
+    pairs.known(&[])?;
+    let filters = pairs.filters(|now| now - 24 * NS_PER_HOUR)?;
     if !filters.query_text.is_empty() {
         return Err(ApiError::bad(
             "query: the counts are per app, service, level and hour; filter with app, service and level",
@@ -73,17 +71,7 @@ pub async fn aggregates(
     }
     hours.sort_by(|a, b| (&a.hour, &a.app).cmp(&(&b.hour, &b.app)));
     let probe = |app: &str, service: &str, level: Level| {
-        let record = sluice_core::Record {
-            id: String::new(),
-            ts: 0,
-            app: app.into(),
-            service: service.into(),
-            host: String::new(),
-            level,
-            msg: String::new(),
-            attrs: Default::default(),
-            source: String::new(),
-        };
+        let record = crate::search::probe(app, service, level);
         filters.level.as_ref().is_none_or(|e| e.matches(&record))
             && filters.service.as_ref().is_none_or(|e| e.matches(&record))
     };
@@ -152,11 +140,9 @@ pub async fn errors(
 ) -> Result<Response, ApiError> {
     let caller = caller(&api.config, &headers)?;
     let pairs = Pairs(&pairs);
-    pairs.known(&["limit"]).map_err(ApiError::bad)?;
-    let limit = pairs
-        .number("limit", 100, 1, MAX_LIMIT)
-        .map_err(ApiError::bad)?;
-    let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    pairs.known(&["limit"])?;
+    let limit = pairs.number("limit", 100, 1, MAX_LIMIT)?;
+    let filters = pairs.filters(|_| 0)?;
     let reader = reader(&api).await?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
     let mut groups: Vec<Group> = Vec::new();
@@ -187,8 +173,8 @@ pub async fn error(
         )));
     }
     let pairs = Pairs(&pairs);
-    pairs.known(&[]).map_err(ApiError::bad)?;
-    let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    pairs.known(&[])?;
+    let filters = pairs.filters(|_| 0)?;
     let reader = reader(&api).await?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
     let fingerprint = fingerprint.to_ascii_lowercase();

@@ -31,7 +31,7 @@ pub async fn search_logs(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let caller = caller(&api.config, &headers)?;
-    let p = search_params(&pairs).map_err(ApiError::bad)?;
+    let p = search_params(&pairs)?;
     let apps = apps_for(&api, &caller, &p.filters.apps).await?;
     let query_text = p.filters.query_text.clone();
     let mut request = api.request(p.filters, apps.clone(), p.limit, p.order);
@@ -71,12 +71,10 @@ pub async fn export_logs(
     let started = Instant::now();
     let caller = caller(&api.config, &headers)?;
     let pairs = Pairs(&pairs);
-    pairs.known(&["order", "limit"]).map_err(ApiError::bad)?;
-    let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
-    let limit = pairs
-        .number("limit", usize::MAX, 1, usize::MAX)
-        .map_err(ApiError::bad)?;
-    let order = pairs.order().map_err(ApiError::bad)?;
+    pairs.known(&["order", "limit"])?;
+    let filters = pairs.filters(|_| 0)?;
+    let limit = pairs.number("limit", usize::MAX, 1, usize::MAX)?;
+    let order = pairs.order()?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
     let query_text = filters.query_text.clone();
     let mut request = api.request(filters, apps.clone(), limit, order);
@@ -120,15 +118,13 @@ pub async fn hits(
     let started = Instant::now();
     let caller = caller(&api.config, &headers)?;
     let pairs = Pairs(&pairs);
-    pairs.known(&["step", "by"]).map_err(ApiError::bad)?;
-    let mut filters = pairs
-        .filters(|now| now - 24 * NS_PER_HOUR)
-        .map_err(ApiError::bad)?;
-    if pairs.one("end_time").map_err(ApiError::bad)?.is_none() {
+    pairs.known(&["step", "by"])?;
+    let mut filters = pairs.filters(|now| now - 24 * NS_PER_HOUR)?;
+    if pairs.one("end_time")?.is_none() {
         filters.to_ns = now_nanos().max(filters.from_ns + 1);
     }
     let span = filters.to_ns - filters.from_ns;
-    let step_ns = match pairs.one("step").map_err(ApiError::bad)? {
+    let step_ns = match pairs.one("step")? {
         Some(text) => {
             let step = humantime::parse_duration(text)
                 .ok()
@@ -148,7 +144,7 @@ pub async fn hits(
         }
         None => nice_step(span),
     };
-    let by = match pairs.one("by").map_err(ApiError::bad)? {
+    let by = match pairs.one("by")? {
         None | Some("total") => By::Total,
         Some("level") => By::Level,
         Some("service") => By::Service,
@@ -206,17 +202,13 @@ pub async fn context(
     let started = Instant::now();
     let caller = caller(&api.config, &headers)?;
     let pairs = Pairs(&pairs);
-    pairs.known(&["before", "after"]).map_err(ApiError::bad)?;
-    let before = pairs
-        .number("before", DEFAULT_CONTEXT, 0, MAX_CONTEXT)
-        .map_err(ApiError::bad)?;
-    let after = pairs
-        .number("after", DEFAULT_CONTEXT, 0, MAX_CONTEXT)
-        .map_err(ApiError::bad)?;
+    pairs.known(&["before", "after"])?;
+    let before = pairs.number("before", DEFAULT_CONTEXT, 0, MAX_CONTEXT)?;
+    let after = pairs.number("after", DEFAULT_CONTEXT, 0, MAX_CONTEXT)?;
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::bad(format!("{id:?} is not a record id")));
     }
-    let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    let filters = pairs.filters(|_| 0)?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
     // The record itself, by id: first near the time its id was made (a
     // record is mostly filed soon after it happened), then anywhere in the

@@ -159,6 +159,13 @@ impl ApiError {
     }
 }
 
+/// A parameter refused (the message names it) is a 400.
+impl From<String> for ApiError {
+    fn from(message: String) -> ApiError {
+        ApiError::bad(message)
+    }
+}
+
 impl From<StoreUnreachable> for ApiError {
     fn from(err: StoreUnreachable) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())

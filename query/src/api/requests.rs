@@ -92,11 +92,9 @@ pub async fn request(
         )));
     }
     let pairs = Pairs(&pairs);
-    pairs.known(&["limit"]).map_err(ApiError::bad)?;
-    let limit = pairs
-        .number("limit", DEFAULT_RECORDS, 1, MAX_LIMIT)
-        .map_err(ApiError::bad)?;
-    let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    pairs.known(&["limit"])?;
+    let limit = pairs.number("limit", DEFAULT_RECORDS, 1, MAX_LIMIT)?;
+    let filters = pairs.filters(|_| 0)?;
     let apps = apps_for(&api, &caller, &filters.apps).await?;
     let mut request = api.request(filters.clone(), apps.clone(), limit, Order::Oldest);
     let id = Expr::Or(vec![

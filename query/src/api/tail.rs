@@ -31,8 +31,8 @@ pub async fn tail(
 ) -> Result<Response, ApiError> {
     let caller = caller(&api.config, &headers)?;
     let pairs = Pairs(&pairs);
-    pairs.known(&[]).map_err(ApiError::bad)?;
-    let filters = pairs.filters(|_| 0).map_err(ApiError::bad)?;
+    pairs.known(&[])?;
+    let filters = pairs.filters(|_| 0)?;
     caller.may_read(&filters.apps)?;
     let resume = match headers.get("last-event-id") {
         None => None,

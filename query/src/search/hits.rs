@@ -179,17 +179,7 @@ fn from_minutes(
         return false;
     }
     let services: Vec<&String> = index.services.iter().collect();
-    let mut probe = Record {
-        id: String::new(),
-        ts: 0,
-        app: index.app.clone(),
-        service: String::new(),
-        host: String::new(),
-        level: Level::Info,
-        msg: String::new(),
-        attrs: Default::default(),
-        source: String::new(),
-    };
+    let mut probe = super::probe(&index.app, "", Level::Info);
     for cell in cells {
         let start = cell.start_ns();
         if start < from || start >= to {

@@ -39,6 +39,23 @@ pub use sidecars::SidecarCache;
 #[error("the store cannot be read: {0}")]
 pub struct StoreUnreachable(pub String);
 
+/// A record holding only an app, a service and a level: what an index's
+/// counts know of the records they count, to test a query that looks at
+/// nothing else (see [`crate::lang::Expr::index_only`]).
+pub fn probe(app: &str, service: &str, level: sluice_core::Level) -> Record {
+    Record {
+        id: String::new(),
+        ts: 0,
+        app: app.into(),
+        service: service.into(),
+        host: String::new(),
+        level,
+        msg: String::new(),
+        attrs: Default::default(),
+        source: String::new(),
+    }
+}
+
 /// How a histogram's counts are split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum By {
