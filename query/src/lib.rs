@@ -67,10 +67,13 @@ pub async fn run(
     let stop = tokio_util::sync::CancellationToken::new();
     let api = api::Api {
         store,
-        sidecars: Arc::new(SidecarCache::with_listings(
-            qcfg.sidecar_cache_entries,
-            std::time::Duration::from_secs(qcfg.listing_cache_secs),
-        )),
+        sidecars: Arc::new(
+            SidecarCache::with_listings(
+                qcfg.sidecar_cache_entries,
+                std::time::Duration::from_secs(qcfg.listing_cache_secs),
+            )
+            .with_bodies(qcfg.body_cache_bytes),
+        ),
         config: Arc::new(qcfg.clone()),
         recent: window.clone(),
         metrics: metrics.clone(),

@@ -34,6 +34,10 @@ pub struct QueryConfig {
     /// search list again.
     #[serde(default = "default_listing_cache_secs")]
     pub listing_cache_secs: u64,
+    /// Decompressed blob bodies kept in memory for searches that read few
+    /// blobs, in bytes (0: none).
+    #[serde(default = "default_body_cache_bytes")]
+    pub body_cache_bytes: usize,
     /// Without `[[query.tokens]]`, allow listening on a non-loopback
     /// address (anyone who can connect reads every app).
     #[serde(default)]
@@ -104,6 +108,9 @@ fn default_sidecar_cache() -> usize {
 fn default_listing_cache_secs() -> u64 {
     30
 }
+fn default_body_cache_bytes() -> usize {
+    96 << 20
+}
 
 impl Default for QueryConfig {
     fn default() -> Self {
@@ -114,6 +121,7 @@ impl Default for QueryConfig {
             timeout_secs: default_timeout_secs(),
             sidecar_cache_entries: default_sidecar_cache(),
             listing_cache_secs: default_listing_cache_secs(),
+            body_cache_bytes: default_body_cache_bytes(),
             allow_anonymous: false,
             tokens: Vec::new(),
         }

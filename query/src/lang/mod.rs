@@ -57,9 +57,11 @@
 
 mod eval;
 mod lexer;
+mod literals;
 mod parser;
 
 pub use eval::Pruning;
+pub use literals::LineFilter;
 pub use parser::parse;
 
 use sluice_core::Level;

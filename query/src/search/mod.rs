@@ -22,6 +22,7 @@
 //! * Only keys under the store's prefix and the request's apps are listed
 //!   or read.
 
+mod bodies;
 mod export;
 mod hits;
 mod page;
@@ -29,9 +30,11 @@ mod plan;
 mod read;
 mod sidecars;
 
+pub use bodies::{BodyCache, SELECTIVE_BLOBS};
 pub use export::{Ended, Export, export};
 pub use hits::{Hits, Series, hits};
 pub use page::{Seen, search};
+pub use read::{Keep, Scanned, scan};
 pub use sidecars::SidecarCache;
 
 /// The store could not be listed.
@@ -80,7 +83,7 @@ impl By {
 use serde::Serialize;
 use sluice_core::Record;
 
-use crate::lang::Expr;
+use crate::lang::{Expr, LineFilter};
 
 /// The order of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,6 +153,16 @@ impl Request {
         }
     }
 
+    /// The literal test for lines of a blob: texts any record this request
+    /// accepts must hold (see [`LineFilter`]).
+    pub fn line_filter(&self) -> LineFilter {
+        LineFilter::new(
+            std::iter::once(&self.query)
+                .chain(self.level.as_ref())
+                .chain(self.service.as_ref()),
+        )
+    }
+
     /// Sorts records into the answer's order.
     pub fn sort(&self, records: &mut [Record]) {
         records.sort_by(|a, b| {
@@ -189,6 +202,8 @@ pub struct Stats {
     /// records.
     pub skipped_by_order: u64,
     pub blobs_read: u64,
+    /// Of those, blobs whose decompressed body was still in memory.
+    pub blobs_cached: u64,
     /// Blobs whose sidecar was missing, corrupt or of an unknown version:
     /// read in full instead.
     pub sidecars_unreadable: u64,
@@ -202,6 +217,10 @@ pub struct Stats {
     pub recent_matched: u64,
     /// Lines of a blob that are not records: counted, not returned.
     pub lines_unparsed: u64,
+    /// Lines ruled out by the literal test before parsing: none of the
+    /// query's required texts occur in them (`records_scanned` counts
+    /// them too; a line that is not a record may be among them).
+    pub lines_prefiltered: u64,
     pub elapsed_ms: u64,
     /// Some blob could not be read, or the deadline passed.
     pub partial: bool,
@@ -223,6 +242,7 @@ impl Stats {
         self.skipped_by_bloom += more.skipped_by_bloom;
         self.skipped_by_order += more.skipped_by_order;
         self.blobs_read += more.blobs_read;
+        self.blobs_cached += more.blobs_cached;
         self.sidecars_unreadable += more.sidecars_unreadable;
         self.sidecars_read += more.sidecars_read;
         self.bytes_read += more.bytes_read;
@@ -231,6 +251,7 @@ impl Stats {
         self.recent_scanned += more.recent_scanned;
         self.recent_matched += more.recent_matched;
         self.lines_unparsed += more.lines_unparsed;
+        self.lines_prefiltered += more.lines_prefiltered;
         self.partial |= more.partial;
         self.listing_stale |= more.listing_stale;
         self.errors.extend(more.errors.iter().cloned());

@@ -10,8 +10,10 @@ use sluice_core::Record;
 use sluice_core::store::Store;
 
 use super::plan::{Candidate, plan};
-use super::read::{Keep, READ_CONCURRENCY, read_wave};
-use super::{Answer, Order, Request, SidecarCache, Stats, StoreUnreachable};
+use futures::StreamExt;
+
+use super::read::{Keep, read_in_order};
+use super::{Answer, Order, Request, SELECTIVE_BLOBS, SidecarCache, Stats, StoreUnreachable};
 use crate::recent::Window;
 
 /// Ids remembered to count each match once.
@@ -57,6 +59,10 @@ async fn search_once(
         Vec::new()
     };
     let shared = Arc::new(request.clone());
+    // Reads run ahead of the one being merged, in order; each result is
+    // merged as it comes, so one slow blob does not hold up the others.
+    let bodies = (candidates.len() <= SELECTIVE_BLOBS).then(|| sidecars.bodies());
+    let mut reads = read_in_order(store, bodies, &shared, &candidates, Keep::Records);
     let mut next = 0;
     while next < candidates.len() {
         if Instant::now() >= request.deadline {
@@ -72,12 +78,12 @@ async fn search_once(
             found.complete = false;
             break;
         }
-        let wave = &candidates[next..(next + READ_CONCURRENCY).min(candidates.len())];
-        next += wave.len();
-        for scanned in read_wave(store, &shared, wave, Keep::Records).await {
-            scanned.account(&mut stats);
-            found.add(scanned.matched, request, wanted);
-        }
+        let Some(scanned) = reads.next().await else {
+            break;
+        };
+        next += 1;
+        scanned.account(&mut stats);
+        found.add(scanned.matched, request, wanted);
     }
     stats.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(Answer {

@@ -1,7 +1,8 @@
 //! What a search keeps between queries: a bounded cache of parsed sidecars
 //! (they never change once written: a blob and its sidecar are replaced,
 //! never rewritten, so an entry is good until evicted), and recent
-//! listings of each app's blobs, reused for `[query] listing_cache_secs`.
+//! listings of each app's blobs, reused for `[query] listing_cache_secs`;
+//! and the cache of decompressed bodies ([`BodyCache`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -12,6 +13,8 @@ use object_store::path::Path;
 use sluice_core::layout::Partition;
 
 use lru::LruCache;
+
+use super::BodyCache;
 use sluice_core::index::BlobIndex;
 
 /// The blob keys one listing found, with their partitions.
@@ -22,6 +25,7 @@ pub struct SidecarCache {
     entries: Mutex<LruCache<String, Arc<BlobIndex>>>,
     listings: Mutex<HashMap<String, (Instant, Listing)>>,
     listing_ttl: Duration,
+    bodies: Arc<BodyCache>,
 }
 
 impl SidecarCache {
@@ -39,7 +43,19 @@ impl SidecarCache {
             )),
             listings: Mutex::new(HashMap::new()),
             listing_ttl: ttl,
+            bodies: Arc::new(BodyCache::new(0)),
         }
+    }
+
+    /// The same, keeping up to `budget` bytes of decompressed bodies.
+    pub fn with_bodies(mut self, budget: usize) -> SidecarCache {
+        self.bodies = Arc::new(BodyCache::new(budget));
+        self
+    }
+
+    /// The cache of decompressed bodies.
+    pub fn bodies(&self) -> Arc<BodyCache> {
+        self.bodies.clone()
     }
 
     /// A listing (of one app's day) made less than the TTL ago.
