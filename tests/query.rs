@@ -355,39 +355,52 @@ fn spawn(program: PathBuf, args: &[&str], config: &Path, log: &Path) -> StopOnDr
     )
 }
 
-#[test]
-fn thirty_queries_answer_exactly_what_a_naive_scan_of_the_blobs_finds() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
+/// The agent (HTTP input), the filterer and the query service, started on
+/// free ports against `nats` and `s3` with `extra` appended to the config.
+struct Stack {
+    http: u16,
+    query: u16,
+    root: PathBuf,
+    _processes: Vec<StopOnDrop>,
+}
+
+fn stack(
+    nats: &NatsServer,
+    s3: &S3Server,
+    dir: &Path,
+    flush_secs: u64,
+    query_extra: &str,
+) -> Stack {
     let (http, agent_admin, filterer_admin, query) =
         (free_port(), free_port(), free_port(), free_port());
-    let config = dir.path().join("sluice.toml");
+    let config = dir.join("sluice.toml");
     std::fs::write(
         &config,
         format!(
             "[nats]\nurl = \"{}\"\n{}\
              [agent]\ndata_dir = \"{}\"\n[agent.admin]\nlisten = \"127.0.0.1:{agent_admin}\"\n\
              [agent.limits]\nnice = 0\n[agent.http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [filterer]\nflush_interval_secs = 1\ncompaction_grace_secs = 0\ncompaction_interval_secs = 1\n\
+             [filterer]\nflush_interval_secs = {flush_secs}\ncompaction_grace_secs = 0\ncompaction_interval_secs = 1\n\
              [filterer.admin]\nlisten = \"127.0.0.1:{filterer_admin}\"\n\
-             [query]\nlisten = \"127.0.0.1:{query}\"\n",
+             [query]\nlisten = \"127.0.0.1:{query}\"\n{query_extra}",
             nats.url(),
             s3.store_section("logs"),
-            dir.path().join("agent").display(),
+            dir.join("agent").display(),
         ),
     )
     .unwrap();
-    let logs = |name: &str| dir.path().join(format!("{name}.log"));
-    let _agent = spawn(
-        workspace_binary("sluice-agent", "sluice-agent"),
-        &[],
-        &config,
-        &logs("agent"),
-    );
+    let logs = |name: &str| dir.join(format!("{name}.log"));
     let sluice = sluice_tests::sluice_binary();
-    let _filterer = spawn(sluice.clone(), &["filterer"], &config, &logs("filterer"));
-    let _query = spawn(sluice, &["query"], &config, &logs("query"));
+    let processes = vec![
+        spawn(
+            workspace_binary("sluice-agent", "sluice-agent"),
+            &[],
+            &config,
+            &logs("agent"),
+        ),
+        spawn(sluice.clone(), &["filterer"], &config, &logs("filterer")),
+        spawn(sluice, &["query"], &config, &logs("query")),
+    ];
     for (port, what) in [
         (agent_admin, "agent"),
         (filterer_admin, "filterer"),
@@ -397,6 +410,78 @@ fn thirty_queries_answer_exactly_what_a_naive_scan_of_the_blobs_finds() {
             try_http_get_as(port, "/ready", None).is_ok_and(|(s, _)| s == 200)
         });
     }
+    Stack {
+        http,
+        query,
+        root: s3.root().join(sluice_testing::S3_BUCKET).join("logs"),
+        _processes: processes,
+    }
+}
+
+fn search(port: u16, params: &str) -> Value {
+    let (status, body) =
+        try_http_get_as(port, &format!("/api/v1/logs/search?{params}"), None).unwrap();
+    assert_eq!(status, 200, "{params}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn a_record_posted_to_the_agent_is_found_before_it_is_filed_and_once_after() {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A long flush interval, and listings never reused, so the search
+    // after the flush reads the new blob.
+    let stack = stack(&nats, &s3, dir.path(), 20, "listing_cache_secs = 0\n");
+    let body = json!([{
+        "app": "shop",
+        "service": "api",
+        "level": "warn",
+        "message": "a fresh quokka arrived",
+        "metadata": {"request_id": "req-quokka"},
+    }]);
+    post(stack.http, serde_json::to_vec(&body).unwrap().as_slice());
+    let answered = std::time::Instant::now();
+    let mut found = Value::Null;
+    wait_until(Duration::from_secs(10), "the fresh record found", || {
+        found = search(stack.query, "query=quokka");
+        found["total"] == 1
+    });
+    let delay = answered.elapsed();
+    assert!(
+        files(&stack.root, ".ndjson.gz").is_empty(),
+        "filed already: the window was not what answered"
+    );
+    assert_eq!(found["stats"]["recent_matched"], 1, "{found}");
+    assert_eq!(found["stats"]["blobs_read"], 0, "{found}");
+    assert!(
+        delay < Duration::from_secs(5),
+        "found {delay:?} after the 200"
+    );
+    let id = found["logs"][0]["id"].clone();
+
+    wait_until(Duration::from_secs(60), "the record filed", || {
+        std::thread::sleep(Duration::from_millis(200));
+        filed(&stack.root).0 == 1
+    });
+    let after = search(stack.query, "query=quokka&count=exact");
+    assert_eq!(after["total"], 1, "{after}");
+    assert_eq!(after["logs"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["logs"][0]["id"], id, "{after}");
+    assert_eq!(after["stats"]["blobs_read"], 1, "in the blob too: {after}");
+    assert_eq!(
+        after["stats"]["recent_matched"], 1,
+        "and in the window: {after}"
+    );
+}
+
+#[test]
+fn thirty_queries_answer_exactly_what_a_naive_scan_of_the_blobs_finds() {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(&nats, &s3, dir.path(), 1, "");
+    let (http, query, root) = (stack.http, stack.query, stack.root.clone());
 
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -409,7 +494,6 @@ fn thirty_queries_answer_exactly_what_a_naive_scan_of_the_blobs_finds() {
     }
     // Filed, and compaction settled: every record counted, the blobs
     // unchanged for a few seconds.
-    let root = s3.root().join(sluice_testing::S3_BUCKET).join("logs");
     let mut last = (0, 0);
     let mut steady = 0;
     wait_until(

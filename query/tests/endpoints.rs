@@ -311,6 +311,23 @@ async fn a_request_is_stitched_across_apps_and_services() {
         "{}",
         a["stats"]
     );
+    // Asked again, the same answer from the bodies kept in memory, with
+    // fewer store requests.
+    let (_, again) = h
+        .get(&format!("/api/v1/requests/{REQUEST}"), Some("all"))
+        .await;
+    assert_eq!(ids_of(&again["logs"]), expected);
+    let read = a["stats"]["blobs_read"].as_u64().unwrap();
+    assert!(read > 0, "{}", a["stats"]);
+    assert_eq!(a["stats"]["blobs_cached"], 0, "{}", a["stats"]);
+    assert_eq!(again["stats"]["blobs_cached"], read, "{}", again["stats"]);
+    assert!(
+        again["stats"]["store_requests"].as_u64().unwrap() + read
+            <= a["stats"]["store_requests"].as_u64().unwrap(),
+        "{} then {}",
+        a["stats"],
+        again["stats"]
+    );
     // One app's token sees its part only.
     let (_, a) = h
         .get(&format!("/api/v1/requests/{REQUEST}"), Some("billing"))
