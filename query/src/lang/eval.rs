@@ -318,7 +318,7 @@ mod tests {
     }
 
     fn arb_query() -> impl Strategy<Value = String> {
-        let term = prop::sample::select(vec![
+        super::super::arb_queries(vec![
             "order",
             "paid",
             "card",
@@ -339,15 +339,7 @@ mod tests {
             "a-b",
             "host:web-1",
             "app:shop",
-        ]);
-        let leaf = term.prop_map(str::to_string);
-        leaf.prop_recursive(3, 12, 3, |inner| {
-            prop_oneof![
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} {b}")),
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} OR {b})")),
-                inner.prop_map(|a| format!("-({a})")),
-            ]
-        })
+        ])
     }
 
     proptest! {

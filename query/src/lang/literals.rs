@@ -218,7 +218,7 @@ mod tests {
     }
 
     fn query() -> impl Strategy<Value = String> {
-        let term = prop::sample::select(vec![
+        super::super::arb_queries(vec![
             "order",
             "paid",
             "kb",
@@ -239,15 +239,7 @@ mod tests {
             "host:id*",
             "msg:paid",
             "-order",
-        ]);
-        let leaf = term.prop_map(str::to_string);
-        leaf.prop_recursive(3, 10, 3, |inner| {
-            prop_oneof![
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} {b}")),
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} OR {b})")),
-                inner.prop_map(|a| format!("-({a})")),
-            ]
-        })
+        ])
     }
 
     proptest! {

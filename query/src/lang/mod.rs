@@ -158,3 +158,20 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 
 /// The compiled size a regular expression may reach.
 pub const MAX_REGEX_BYTES: usize = 1 << 20;
+
+/// Random queries for property tests: the `terms`, combined by AND, OR and
+/// negation up to three levels deep.
+#[cfg(test)]
+pub(crate) fn arb_queries(
+    terms: Vec<&'static str>,
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = prop::sample::select(terms).prop_map(str::to_string);
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} OR {b})")),
+            inner.prop_map(|a| format!("-({a})")),
+        ]
+    })
+}

@@ -124,31 +124,27 @@ impl Blob {
             bodies,
         } = self;
         let name = key.to_string();
+        // A body still in memory, or the blob's compressed bytes.
         let cached = bodies.as_ref().and_then(|b| b.get(key.as_ref()));
-        if let Some(body) = cached {
-            return tokio::task::spawn_blocking(move || {
-                let mut out = scan_lines(&key, &body[..], &request, &filter, keep);
-                out.cached = true;
-                out
-            })
-            .await
-            .unwrap_or_else(|e| Scanned {
-                error: Some(format!("scanning {name}: {e}")),
-                ..Scanned::default()
-            });
-        }
-        let bytes = match get_bytes(store.inner.as_ref(), &key).await {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                return Scanned {
-                    gone: matches!(err, object_store::Error::NotFound { .. }),
-                    error: Some(format!("reading {key}: {err}")),
-                    ..Scanned::default()
-                };
-            }
+        let fetched = match cached {
+            Some(body) => Err(body),
+            None => match get_bytes(store.inner.as_ref(), &key).await {
+                Ok(bytes) => Ok(bytes),
+                Err(err) => {
+                    return Scanned {
+                        gone: matches!(err, object_store::Error::NotFound { .. }),
+                        error: Some(format!("reading {key}: {err}")),
+                        ..Scanned::default()
+                    };
+                }
+            },
         };
-        tokio::task::spawn_blocking(move || match bodies {
-            Some(bodies) => {
+        tokio::task::spawn_blocking(move || match (fetched, bodies) {
+            (Err(body), _) => Scanned {
+                cached: true,
+                ..scan_lines(&key, &body[..], &request, &filter, keep)
+            },
+            (Ok(bytes), Some(bodies)) => {
                 let (body, error) = gunzip(&key, &bytes);
                 let mut out = scan_lines(&key, &body[..], &request, &filter, keep);
                 out.bytes = bytes.len() as u64;
@@ -158,7 +154,7 @@ impl Blob {
                 }
                 out
             }
-            None => scan(&key, &bytes, &request, &filter, keep),
+            (Ok(bytes), None) => scan(&key, &bytes, &request, &filter, keep),
         })
         .await
         .unwrap_or_else(|e| Scanned {
