@@ -62,6 +62,13 @@ pub struct Delta {
     pub hosts: Vec<String>,
     /// Hashes of `hosts`, compared instead of the names on the hot path.
     host_keys: Vec<u64>,
+    /// Occurrences per hour since the epoch, oldest first (see
+    /// [`ErrorGroup::hours`]).
+    pub hours: Vec<(i64, u64)>,
+}
+
+fn hour_of(ts: i64) -> i64 {
+    ts.div_euclid(sluice_core::time::NS_PER_HOUR)
 }
 
 fn host_key(host: &str) -> u64 {
@@ -122,6 +129,7 @@ impl Delta {
             samples: vec![sample_of(r)],
             hosts: vec![r.host.to_string()],
             host_keys: vec![host_key(r.host)],
+            hours: vec![(hour_of(r.ts), 1)],
         }
     }
 
@@ -129,6 +137,11 @@ impl Delta {
     /// ones and the latest (whose buffers are reused).
     pub fn add(&mut self, r: &RecordView<'_>, max_samples: usize) {
         self.count += 1;
+        let hour = hour_of(r.ts);
+        match self.hours.last_mut() {
+            Some((h, n)) if *h == hour => *n += 1,
+            _ => sluice_core::aggregates::add_hour(&mut self.hours, hour, 1),
+        }
         self.level = self.level.max(r.level);
         self.first_seen = self.first_seen.min(r.ts);
         self.last_seen = self.last_seen.max(r.ts);
@@ -153,6 +166,9 @@ impl Delta {
     /// written), keeping this one's latest sample.
     pub fn absorb(&mut self, older: Delta, max_samples: usize) {
         self.count += older.count;
+        for (hour, n) in older.hours {
+            sluice_core::aggregates::add_hour(&mut self.hours, hour, n);
+        }
         self.level = self.level.max(older.level);
         self.first_seen = self.first_seen.min(older.first_seen);
         self.last_seen = self.last_seen.max(older.last_seen);
@@ -240,6 +256,7 @@ pub fn merge(
             minute_count: d.count,
             baseline_per_minute: 0.0,
             last_spike_notice: 0,
+            hours: d.hours.clone(),
         };
         return (g, Some(Kind::NewGroup));
     };
@@ -254,6 +271,9 @@ pub fn merge(
     }
     for h in &d.hosts {
         push_host(&mut g.hosts, &mut g.more_hosts, h);
+    }
+    for (hour, n) in &d.hours {
+        sluice_core::aggregates::add_hour(&mut g.hours, *hour, *n);
     }
     roll_minutes(&mut g, minute);
     g.minute_count = g.minute_count.saturating_add(d.count);
@@ -316,6 +336,23 @@ mod tests {
             d.add(&(&r).into(), 3);
         }
         d
+    }
+
+    #[test]
+    fn occurrences_are_counted_per_hour_of_their_time_for_two_days() {
+        let hour = 3600 * NS;
+        let (mut g, _) = merge(None, &delta(5 * hour, 3), &opts(), 5 * hour);
+        let mut late = delta(7 * hour + 10, 2);
+        late.add(&(&rec(4 * hour, "h1", "t 3")).into(), 3);
+        (g, _) = merge(Some(&g), &late, &opts(), 7 * hour);
+        assert_eq!(g.hours, vec![(4, 1), (5, 3), (7, 2)]);
+        for h in 8..100 {
+            (g, _) = merge(Some(&g), &delta(h * hour, 1), &opts(), h * hour);
+        }
+        assert_eq!(g.hours.len(), sluice_core::aggregates::GROUP_HOURS);
+        assert_eq!(g.hours.first(), Some(&(52, 1)));
+        assert_eq!(g.hours.last(), Some(&(99, 1)));
+        assert_eq!(g.count, 3 + 3 + 92);
     }
 
     #[test]

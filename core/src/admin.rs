@@ -8,6 +8,12 @@
 //! * `/ready`: 200 `ready` once the role has set up what it needs (streams,
 //!   consumers, buckets), 503 with the reason before that and while it
 //!   stops.
+//!
+//! Every response of the endpoint, and of the routes served beside it,
+//! carries `X-Content-Type-Options: nosniff`, `Referrer-Policy:
+//! no-referrer`, `X-Frame-Options: DENY` and, unless the route set its own,
+//! a `Content-Security-Policy` that allows nothing (a JSON answer opened in
+//! a browser runs no script and loads nothing).
 
 use std::sync::Arc;
 
@@ -46,10 +52,32 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(admin)
-        .merge(routes);
+        .merge(routes)
+        .layer(axum::middleware::map_response(secure));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The headers every response carries (see the module doc).
+async fn secure(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
+    response
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {

@@ -145,6 +145,25 @@ pub struct ErrorGroup {
     /// When the last spike notice was decided, ns.
     #[serde(default)]
     pub last_spike_notice: i64,
+    /// Occurrences per hour (hours since the epoch, by record `ts`), oldest
+    /// first, for the newest [`GROUP_HOURS`] hours that had any.
+    #[serde(default)]
+    pub hours: Vec<(i64, u64)>,
+}
+
+/// Hours of occurrences an error group keeps (see [`ErrorGroup::hours`]).
+pub const GROUP_HOURS: usize = 48;
+
+/// Adds `count` occurrences in `hour` to `hours` (oldest first), keeping
+/// the newest [`GROUP_HOURS`] entries.
+pub fn add_hour(hours: &mut Vec<(i64, u64)>, hour: i64, count: u64) {
+    match hours.binary_search_by_key(&hour, |(h, _)| *h) {
+        Ok(i) => hours[i].1 = hours[i].1.saturating_add(count),
+        Err(i) => hours.insert(i, (hour, count)),
+    }
+    if hours.len() > GROUP_HOURS {
+        hours.drain(..hours.len() - GROUP_HOURS);
+    }
 }
 
 /// Why a read failed.

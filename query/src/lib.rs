@@ -9,6 +9,7 @@
 //! * [`recent`] — the window of newest records, read live from `LOGS`.
 //! * [`api`] — the `/api/v1` endpoints, their parameters, and who may read
 //!   which apps.
+//! * [`ui`] — the web page at `/`, built only on the API.
 //!
 //! Invariants: the sidecar test never says "no" for a blob holding a record
 //! the record test accepts, so a pruned search returns exactly what a full
@@ -20,6 +21,7 @@ pub mod lang;
 pub mod metrics;
 pub mod recent;
 pub mod search;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -75,12 +77,14 @@ pub async fn run(
             .with_bodies(qcfg.body_cache_bytes),
         ),
         config: Arc::new(qcfg.clone()),
+        alerter: Arc::new(config.alerter.clone()),
         recent: window.clone(),
         metrics: metrics.clone(),
         jetstream: jetstream.clone(),
         stop: stop.clone(),
     };
-    let spec = RoleSpec::tier(ROLE, qcfg.id.as_deref(), qcfg.listen).with_routes(api::routes(api));
+    let spec = RoleSpec::tier(ROLE, qcfg.id.as_deref(), qcfg.listen)
+        .with_routes(api::routes(api).merge(ui::routes()));
     let role = Role::start(spec, registry, shutdown).await?;
     let js = role.jetstream(&config.nats).await?;
     let _ = jetstream.set(js.clone());

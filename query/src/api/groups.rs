@@ -113,6 +113,9 @@ struct Group {
     samples: Vec<Sample>,
     hosts: Vec<String>,
     more_hosts: bool,
+    /// Occurrences per hour, oldest first: `[hour start in seconds since
+    /// the epoch, count]`, for the newest hours that had any.
+    hours: Vec<(i64, u64)>,
 }
 
 impl From<ErrorGroup> for Group {
@@ -129,6 +132,7 @@ impl From<ErrorGroup> for Group {
             samples: g.samples,
             hosts: g.hosts,
             more_hosts: g.more_hosts,
+            hours: g.hours.iter().map(|(h, n)| (h * 3600, *n)).collect(),
         }
     }
 }

@@ -148,9 +148,11 @@ pub async fn hits(
         None | Some("total") => By::Total,
         Some("level") => By::Level,
         Some("service") => By::Service,
+        Some("app") => By::App,
+        Some("host") => By::Host,
         Some(other) => {
             return Err(ApiError::bad(format!(
-                "by {other:?} is not level, service or total"
+                "by {other:?} is not level, service, app, host or total"
             )));
         }
     };

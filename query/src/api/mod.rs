@@ -21,7 +21,8 @@
 //!   partial). Work stops when the client goes away.
 //! * `GET /api/v1/logs/hits` — the filters (default range: the last 24
 //!   hours), `step` (`5m`, `1h`…; default: about 100 steps), `by`
-//!   (`level` or `service`; default one series): counts per step, from the
+//!   (`level`, `service`, `app` or `host`; default one series; `host`
+//!   reads every candidate blob): counts per step, from the
 //!   sidecars alone when the query looks only at app, service and level.
 //!   Answers `{"step_secs":…,"timestamps":[…],"series":[{"group","values","total"}],"total":N,"index_only":bool,"stats":{…}}`.
 //! * `GET /api/v1/logs/tail` — `query`, `app`, `service`, `level`: live
@@ -42,6 +43,9 @@
 //! * `GET /api/v1/errors` — `app`, `limit` (default 100): the aggregator's
 //!   error groups, latest first; `GET /api/v1/errors/{fingerprint}` — the
 //!   groups of one fingerprint (one per app and service).
+//! * `GET /api/v1/alerts` — the alerter's firing alerts and the silences
+//!   in force, of the apps the caller may read:
+//!   `{"firing":[{"rule","app","values","last_notified"}],"silences":[…]}`.
 //! * `GET /api/v1/apps` — the apps the caller may read that have filed
 //!   logs or records in the recent window.
 //!
@@ -51,6 +55,7 @@
 //! loopback unless `allow_anonymous` is set). Every search is logged with
 //! the token's name, the query, the apps and the result count.
 
+mod alerts;
 mod groups;
 mod logs;
 pub mod params;
@@ -68,7 +73,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use object_store::ObjectStore;
 use serde_json::json;
-use sluice_core::config::{QueryConfig, TokenConfig};
+use sluice_core::config::{AlerterConfig, QueryConfig, TokenConfig};
 use sluice_core::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +88,8 @@ pub struct Api {
     pub store: Store,
     pub sidecars: Arc<SidecarCache>,
     pub config: Arc<QueryConfig>,
+    /// The alerter's rules and silences: which app each alert concerns.
+    pub alerter: Arc<AlerterConfig>,
     pub recent: Arc<Window>,
     pub metrics: QueryMetrics,
     /// NATS, once connected: the aggregator's KV buckets are read through it.
@@ -134,6 +141,7 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/errors", get(groups::errors))
         .route("/api/v1/errors/{fingerprint}", get(groups::error))
         .route("/api/v1/apps", get(apps))
+        .route("/api/v1/alerts", get(alerts::alerts))
         .with_state(api)
 }
 

@@ -1,5 +1,5 @@
 //! Histograms: matches counted per time step, in one series or one per
-//! level or service.
+//! level, service, app or host (facets are the totals of such series).
 //!
 //! A query that looks only at `app`, `service` and `level` is answered from
 //! the sidecars' minute counts without opening a blob, when the step is a
@@ -70,7 +70,8 @@ pub async fn hits(
     let mut stats = Stats::default();
     let planned = plan(store, sidecars, request, &mut stats).await?;
     let mut bins: HashMap<(i64, String), u64> = HashMap::new();
-    let by_index = request.query.index_only()
+    let by_index = by.index_only()
+        && request.query.index_only()
         && request.level.as_ref().is_none_or(|e| e.index_only())
         && request.service.as_ref().is_none_or(|e| e.index_only());
     let mut counted_by_index = 0;
@@ -115,7 +116,7 @@ pub async fn hits(
         for r in matched.iter().filter(|r| unfiled(r)) {
             stats.recent_matched += 1;
             *bins
-                .entry((step_of(r.ts, step_ns), by.group(&r.service, r.level)))
+                .entry((step_of(r.ts, step_ns), by.group(r)))
                 .or_default() += 1;
         }
     }
@@ -199,7 +200,7 @@ fn from_minutes(
             && request.service.as_ref().is_none_or(|e| e.matches(&probe));
         if counted {
             *bins
-                .entry((step_of(start, step_ns), by.group(service, *level)))
+                .entry((step_of(start, step_ns), by.group(&probe)))
                 .or_default() += cell.count;
         }
     }

@@ -67,16 +67,27 @@ pub enum By {
     Total,
     Level,
     Service,
+    App,
+    /// By host: the sidecars do not count hosts, so every candidate blob
+    /// is read.
+    Host,
 }
 
 impl By {
-    /// The series a record of `service` and `level` counts in.
-    pub fn group(self, service: &str, level: sluice_core::Level) -> String {
+    /// The series `r` counts in.
+    pub fn group(self, r: &Record) -> String {
         match self {
             By::Total => "total".into(),
-            By::Level => level.as_str().into(),
-            By::Service => service.into(),
+            By::Level => r.level.as_str().into(),
+            By::Service => r.service.clone(),
+            By::App => r.app.clone(),
+            By::Host => r.host.clone(),
         }
+    }
+
+    /// Whether a sidecar's minute counts can answer it.
+    pub fn index_only(self) -> bool {
+        self != By::Host
     }
 }
 

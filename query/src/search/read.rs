@@ -230,7 +230,7 @@ fn scan_lines(
             Ok(record) if request.accepts(&record) => match keep {
                 Keep::Records => out.matched.push(record),
                 Keep::Counts { step_ns, by } => {
-                    let group = by.group(&record.service, record.level);
+                    let group = by.group(&record);
                     *out.counts
                         .entry((step_of(record.ts, step_ns), group))
                         .or_default() += 1;
