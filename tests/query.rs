@@ -6,17 +6,13 @@
 //! plain JSON, matched by hand-written predicates).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_testing::{
-    Lcg, NatsServer, S3Server, StopOnDrop, Streaming, free_port, try_http_get_as, wait_until,
-    workspace_binary,
-};
+use sluice_testing::{Lcg, NatsServer, S3Server, Streaming, try_http_get_as, wait_until};
+use sluice_tests::{filed, files, post, stack};
 
 const RECORDS: usize = 200_000;
 const APPS: [&str; 4] = ["shop", "billing", "ledger", "search"];
@@ -68,49 +64,6 @@ fn generate(start_ms: u64) -> Vec<Value> {
             })
         })
         .collect()
-}
-
-fn post(port: u16, body: &[u8]) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-}
-
-fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// Records the stored sidecars count, and the blobs.
-fn filed(root: &Path) -> (u64, usize) {
-    let sidecars = files(root, ".ndjson.gz.idx");
-    let records = sidecars
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .filter_map(|b| serde_json::from_slice::<Value>(&b).ok())
-        .filter_map(|v| v["records"].as_u64())
-        .sum();
-    (records, sidecars.len())
 }
 
 /// Every stored record, read from the blobs as plain JSON, once per id.
@@ -339,83 +292,6 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn spawn(program: PathBuf, args: &[&str], config: &Path, log: &Path) -> StopOnDrop {
-    StopOnDrop(
-        Command::new(program)
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// The agent (HTTP input), the filterer and the query service, started on
-/// free ports against `nats` and `s3` with `extra` appended to the config.
-struct Stack {
-    http: u16,
-    query: u16,
-    root: PathBuf,
-    _processes: Vec<StopOnDrop>,
-}
-
-fn stack(
-    nats: &NatsServer,
-    s3: &S3Server,
-    dir: &Path,
-    flush_secs: u64,
-    query_extra: &str,
-) -> Stack {
-    let (http, agent_admin, filterer_admin, query) =
-        (free_port(), free_port(), free_port(), free_port());
-    let config = dir.join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[nats]\nurl = \"{}\"\n{}\
-             [agent]\ndata_dir = \"{}\"\n[agent.admin]\nlisten = \"127.0.0.1:{agent_admin}\"\n\
-             [agent.limits]\nnice = 0\n[agent.http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [filterer]\nflush_interval_secs = {flush_secs}\ncompaction_grace_secs = 0\ncompaction_interval_secs = 1\n\
-             [filterer.admin]\nlisten = \"127.0.0.1:{filterer_admin}\"\n\
-             [query]\nlisten = \"127.0.0.1:{query}\"\n{query_extra}",
-            nats.url(),
-            s3.store_section("logs"),
-            dir.join("agent").display(),
-        ),
-    )
-    .unwrap();
-    let logs = |name: &str| dir.join(format!("{name}.log"));
-    let sluice = sluice_tests::sluice_binary();
-    let processes = vec![
-        spawn(
-            workspace_binary("sluice-agent", "sluice-agent"),
-            &[],
-            &config,
-            &logs("agent"),
-        ),
-        spawn(sluice.clone(), &["filterer"], &config, &logs("filterer")),
-        spawn(sluice, &["query"], &config, &logs("query")),
-    ];
-    for (port, what) in [
-        (agent_admin, "agent"),
-        (filterer_admin, "filterer"),
-        (query, "query"),
-    ] {
-        wait_until(Duration::from_secs(30), what, || {
-            try_http_get_as(port, "/ready", None).is_ok_and(|(s, _)| s == 200)
-        });
-    }
-    Stack {
-        http,
-        query,
-        root: s3.root().join(sluice_testing::S3_BUCKET).join("logs"),
-        _processes: processes,
-    }
 }
 
 fn search(port: u16, params: &str) -> Value {

@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`nats`] | `nats-server` with JetStream |
 //! | [`s3`] | `s3s-fs`, an S3-compatible server |
+//! | [`browser`] | headless Chromium over WebDriver |
 //! | [`hooks`] | a webhook receiver |
 //! | [`stream`] | publishing to and reading back the `LOGS` stream |
 //! | [`misfiled`] | messages that write past their subject, and the dead letters |
@@ -21,6 +22,7 @@
 //! | [`workload`] | the error-record workload of the aggregator's and the alerter's benchmarks |
 
 pub mod bench;
+pub mod browser;
 pub mod hooks;
 pub mod metrics;
 pub mod misfiled;
@@ -34,6 +36,7 @@ pub mod wait;
 pub mod workload;
 
 pub use bench::{Lcg, bench_runtime, bench_size};
+pub use browser::Browser;
 pub use hooks::{Hook, Hooks};
 pub use metrics::{metric_value, try_metric_value};
 pub use misfiled::{DeadLetterSeen, Misfiling, dead_letters, publish_misfiled, wait_dead_lettered};

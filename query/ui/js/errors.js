@@ -19,6 +19,18 @@ export function groupQuery(g) {
   return [`service:${g.service}`, ...words].join(" ");
 }
 
+// Every hour from the first counted one to now (at most 48), zeros where
+// the group had none.
+function hourly(hours) {
+  if (!hours.length) return [[], []];
+  const now = Math.floor(Date.now() / 3600000) * 3600;
+  const first = Math.max(hours[0][0], now - 47 * 3600);
+  const counts = new Map(hours);
+  const xs = [];
+  for (let t = first; t <= Math.max(now, first); t += 3600) xs.push(t);
+  return [xs, xs.map((t) => counts.get(t) || 0)];
+}
+
 export async function renderErrors(main, state) {
   const page = h("div", { class: "page", id: "errors" }, h("h2", {}, "Errors"), h("div", { class: "muted" }, "Loading…"));
   clear(main, page);
@@ -50,7 +62,7 @@ export async function renderErrors(main, state) {
         h("td", { class: "small" }, fmtTime(g.first_seen)),
         h("td", { class: "small" }, fmtTime(g.last_seen)),
         h("td", {}, spark));
-      requestAnimationFrame(() => sparkline(spark, (g.hours || []).map(([t]) => t), (g.hours || []).map(([, n]) => n), levelColor(g.level)));
+      requestAnimationFrame(() => sparkline(spark, ...hourly(g.hours || []), levelColor(g.level)));
       return tr;
     });
     return h("section", { dataset: { app } },
