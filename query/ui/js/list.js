@@ -111,6 +111,7 @@ export class VirtualList {
 
   draw() {
     this.layout();
+    this.el.dataset.count = String(this.records.length);
     const top = this.el.scrollTop;
     const first = Math.max(0, this.indexAt(top) - MARGIN);
     const last = Math.min(this.records.length, this.indexAt(top + this.el.clientHeight) + MARGIN);
