@@ -58,24 +58,8 @@ pub fn post_status(port: u16, body: &[u8]) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// Every file under `dir` whose name ends with `suffix`.
-pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            out.push(path);
-        }
-    }
-    out
-}
+pub use sluice_testing::files_under as files;
 
-/// Records the stored sidecars count, and the blobs.
 /// The records the sidecars under `root` count, and how many sidecars.
 pub fn filed(root: &Path) -> (u64, usize) {
     let sidecars = files(root, ".ndjson.gz.idx");

@@ -269,6 +269,27 @@ pub async fn run(
     Ok(())
 }
 
+/// The alert groups firing now, by rule and values (what `sluice alerts`
+/// and the query service show).
+pub async fn firing(groups: &kv::Store) -> Result<Vec<GroupState>, String> {
+    let mut keys = groups.keys().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| e.to_string())?;
+        if !key.starts_with("g.") {
+            continue;
+        }
+        if let Some(value) = groups.get(&key).await.map_err(|e| e.to_string())?
+            && let Ok(state) = serde_json::from_slice::<GroupState>(&value)
+            && state.firing
+        {
+            out.push(state);
+        }
+    }
+    out.sort_by(|a, b| (&a.rule, &a.values).cmp(&(&b.rule, &b.values)));
+    Ok(out)
+}
+
 /// Loads the firing alerts from KV, so one that clears while this instance
 /// was away is still resolved.
 async fn restore(groups: &kv::Store, engine: &mut Engine, now: i64) {

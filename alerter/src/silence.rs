@@ -105,6 +105,25 @@ pub async fn expire(bucket: &kv::Store, id: &str) -> Result<bool, String> {
         .map_err(|e| format!("cannot remove the silence: {e}"))
 }
 
+/// The silences in force at `now`: the configuration's, then the stored
+/// ones (when there is a bucket).
+pub async fn in_force(
+    configured: &[SilenceConfig],
+    bucket: Option<&kv::Store>,
+    now: i64,
+) -> Result<Vec<Silence>, String> {
+    let mut all: Vec<Silence> = configured
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Silence::from_config(c, i))
+        .filter(|s| s.active(now))
+        .collect();
+    if let Some(bucket) = bucket {
+        all.extend(list(bucket, now).await?);
+    }
+    Ok(all)
+}
+
 /// The stored silences still in force at `now`, oldest end first.
 /// Entries that do not parse are skipped with a warning.
 pub async fn list(bucket: &kv::Store, now: i64) -> Result<Vec<Silence>, String> {

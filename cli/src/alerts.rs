@@ -8,8 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::jetstream;
 use clap::Subcommand;
-use futures::StreamExt;
-use sluice_alerter::rules::GroupState;
 use sluice_alerter::silence::{self, Silence};
 use sluice_core::config::Config;
 use sluice_core::record::{format_ts, now_nanos, parse_ts};
@@ -146,18 +144,9 @@ pub async fn run(config: Config, cmd: AlertsCmd) -> anyhow::Result<()> {
         }
         AlertsCmd::List => {
             println!("FIRING");
-            let mut keys = groups.keys().await?;
-            let mut firing = Vec::new();
-            while let Some(key) = keys.next().await {
-                let key = key?;
-                if let Some(v) = groups.get(&key).await?
-                    && let Ok(state) = serde_json::from_slice::<GroupState>(&v)
-                    && state.firing
-                {
-                    firing.push(state);
-                }
-            }
-            firing.sort_by(|a, b| (&a.rule, &a.values).cmp(&(&b.rule, &b.values)));
+            let firing = sluice_alerter::firing(&groups)
+                .await
+                .map_err(anyhow::Error::msg)?;
             if firing.is_empty() {
                 println!("  (none)");
             }
@@ -170,19 +159,9 @@ pub async fn run(config: Config, cmd: AlertsCmd) -> anyhow::Result<()> {
                 );
             }
             println!("SILENCES");
-            let mut all: Vec<Silence> = config
-                .alerter
-                .silences
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| Silence::from_config(c, i))
-                .filter(|s| s.active(now))
-                .collect();
-            all.extend(
-                silence::list(&silences, now)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            );
+            let all = silence::in_force(&config.alerter.silences, Some(&silences), now)
+                .await
+                .map_err(anyhow::Error::msg)?;
             if all.is_empty() {
                 println!("  (none)");
             }

@@ -43,8 +43,8 @@ pub use misfiled::{DeadLetterSeen, Misfiling, dead_letters, publish_misfiled, wa
 pub use nats::NatsServer;
 pub use net::{SseEvent, Streaming, free_port, http_get, try_http_get, try_http_get_as};
 pub use process::{
-    StopOnDrop, find_binary, process_cpu_secs, process_peak_rss_mib, signal, spawn_bench_role,
-    terminate, workspace_binary,
+    StopOnDrop, files_under, find_binary, process_cpu_secs, process_peak_rss_mib, signal,
+    spawn_bench_role, terminate, workspace_binary,
 };
 pub use s3::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server};
 pub use stream::{Collector, publish_records, test_record};

@@ -82,6 +82,21 @@ fn dep_info_sources(text: &str) -> Vec<PathBuf> {
     sources
 }
 
+/// Every file under `dir` (recursively) whose name ends with `suffix`;
+/// none when `dir` does not exist.
+pub fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Finds a binary on `PATH` (and in the usual sbin directories, where Debian
 /// installs `nats-server`).
 pub fn find_binary(name: &str) -> Option<PathBuf> {

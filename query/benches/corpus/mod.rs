@@ -124,18 +124,7 @@ pub fn chunk(rng: &mut Lcg, from: usize, to: usize, total: usize, start: i64) ->
     out
 }
 
-pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            out.push(path);
-        }
-    }
-    out
-}
+pub use sluice_testing::files_under as files;
 
 /// Records and raw bytes the sidecars count, and whether `part-` blobs
 /// remain (compaction not done).

@@ -13,10 +13,8 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::json;
-use sluice_alerter::rules::GroupState;
-use sluice_alerter::silence::{self, Silence};
+use sluice_alerter::silence;
 use sluice_core::time::now_nanos;
 
 use super::params::Pairs;
@@ -47,31 +45,16 @@ pub async fn alerts(
     let mut firing = Vec::new();
     // No bucket yet: no alerter has run, so nothing fires.
     if let Ok(groups) = js.get_key_value(sluice_alerter::GROUPS_BUCKET).await {
-        let mut keys = groups.keys().await.map_err(|e| unreachable("alerts", e))?;
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| unreachable("alerts", e))?;
-            if key == sluice_alerter::CHECKPOINT_KEY {
-                continue;
-            }
-            let Some(value) = groups
-                .get(&key)
-                .await
-                .map_err(|e| unreachable("alerts", e))?
-            else {
-                continue;
-            };
-            let Ok(state) = serde_json::from_slice::<GroupState>(&value) else {
-                continue;
-            };
-            if !state.firing {
-                continue;
-            }
+        let states = sluice_alerter::firing(&groups)
+            .await
+            .map_err(|e| unreachable("alerts", e))?;
+        for state in states {
             let app = if state.rule == sluice_alerter::system::SPIKE_RULE {
-                state.values.first().map(String::as_str)
+                state.values.first().cloned()
             } else {
-                rule_apps.get(state.rule.as_str()).copied()
+                rule_apps.get(state.rule.as_str()).map(|a| a.to_string())
             };
-            if visible(&caller, app) {
+            if visible(&caller, app.as_deref()) {
                 firing.push(json!({
                     "rule": state.rule,
                     "app": app,
@@ -81,21 +64,10 @@ pub async fn alerts(
             }
         }
     }
-    let mut silences: Vec<Silence> = api
-        .alerter
-        .silences
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| Silence::from_config(c, i))
-        .filter(|s| s.active(now))
-        .collect();
-    if let Ok(bucket) = js.get_key_value(silence::BUCKET).await {
-        silences.extend(
-            silence::list(&bucket, now)
-                .await
-                .map_err(|e| unreachable("silences", e))?,
-        );
-    }
+    let bucket = js.get_key_value(silence::BUCKET).await.ok();
+    let mut silences = silence::in_force(&api.alerter.silences, bucket.as_ref(), now)
+        .await
+        .map_err(|e| unreachable("silences", e))?;
     silences.retain(|s| {
         let app = s
             .app
@@ -103,7 +75,6 @@ pub async fn alerts(
             .or_else(|| s.rule.as_deref().and_then(|r| rule_apps.get(r).copied()));
         visible(&caller, app)
     });
-    firing.sort_by(|a, b| a["rule"].as_str().cmp(&b["rule"].as_str()));
     Ok(axum::Json(json!({ "firing": firing, "silences": silences })).into_response())
 }
 

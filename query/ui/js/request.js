@@ -24,31 +24,30 @@ export async function renderRequest(main, state) {
   const total = Math.max(1, end - start);
   const pct = (ns) => ((ns - start) / total) * 100;
   const ms = (ns) => (ns / 1e6).toFixed(ns < 1e7 ? 2 : 0);
-  let prevEnd = null;
-  const rows = spans.map((s) => {
-    const gap = prevEnd !== null && s.first_ts > prevEnd ? [prevEnd, s.first_ts] : null;
-    prevEnd = Math.max(prevEnd ?? s.last_ts, s.last_ts);
-    return h("div", { class: "wf-row span", dataset: { app: s.app, service: s.service } },
-      h("div", { class: "wf-name", title: `${s.app}/${s.service}` }, text(`${s.app} / ${s.service}`, true)),
-      h("div", { class: "wf-track" },
-        gap ? h("div", { class: "wf-gap" }) : null,
-        h("div", { class: `wf-bar l-${s.level}`, title: `${ms(s.last_ts - s.first_ts)} ms, ${s.count} records` })),
-      h("div", { class: "wf-meta" }, `+${ms(s.first_ts - start)} ms · ${ms(s.last_ts - s.first_ts)} ms · ${fmtCount(s.count)}`,
-        s.gap_before_ms > 0 ? ` · gap ${s.gap_before_ms.toFixed(1)} ms` : ""));
+  // Each span's gap: from the latest end before it to its start.
+  let latest = -Infinity;
+  const gaps = spans.map((s) => {
+    const gap = latest > -Infinity && s.first_ts > latest ? latest : null;
+    latest = Math.max(latest, s.last_ts);
+    return gap;
   });
-  // Positions through the style object (not style attributes, which the
-  // page's policy refuses).
-  rows.forEach((row, i) => {
-    const s = spans[i];
-    const bar = row.querySelector(".wf-bar");
+  const rows = spans.map((s, i) => {
+    const bar = h("div", { class: `wf-bar l-${s.level}`, title: `${ms(s.last_ts - s.first_ts)} ms, ${s.count} records` });
+    // Positions through the style object (not style attributes, which the
+    // page's policy refuses).
     bar.style.left = pct(s.first_ts) + "%";
     bar.style.width = Math.max(0.3, pct(s.last_ts) - pct(s.first_ts)) + "%";
-    const gapEl = row.querySelector(".wf-gap");
-    if (gapEl) {
-      const before = spans.slice(0, i).reduce((m, p) => Math.max(m, p.last_ts), -Infinity);
-      gapEl.style.left = pct(before) + "%";
-      gapEl.style.width = pct(s.first_ts) - pct(before) + "%";
+    let gap = null;
+    if (gaps[i] !== null) {
+      gap = h("div", { class: "wf-gap" });
+      gap.style.left = pct(gaps[i]) + "%";
+      gap.style.width = pct(s.first_ts) - pct(gaps[i]) + "%";
     }
+    return h("div", { class: "wf-row span", dataset: { app: s.app, service: s.service } },
+      h("div", { class: "wf-name", title: `${s.app}/${s.service}` }, text(`${s.app} / ${s.service}`, true)),
+      h("div", { class: "wf-track" }, gap, bar),
+      h("div", { class: "wf-meta" }, `+${ms(s.first_ts - start)} ms · ${ms(s.last_ts - s.first_ts)} ms · ${fmtCount(s.count)}`,
+        s.gap_before_ms > 0 ? ` · gap ${s.gap_before_ms.toFixed(1)} ms` : ""));
   });
   const records = logs.map((r) =>
     h("tr", { class: "rec" },
