@@ -249,6 +249,19 @@ fn check_compacted(s3: &S3Server, expected: &HashMap<String, Record>) -> Result<
         if !records.windows(2).all(|w| w[0].ts <= w[1].ts) {
             return Err(format!("{key} is not sorted"));
         }
+        // It names the blobs it replaced, none of which is left.
+        let replaces = idx
+            .replaces
+            .as_ref()
+            .ok_or(format!("sidecar of {key} names no inputs"))?;
+        let left = |input: &String| {
+            st.blobs
+                .keys()
+                .any(|k| k.rsplit('/').next() == Some(input.as_str()))
+        };
+        if replaces.inputs.is_empty() || replaces.inputs.iter().any(left) {
+            return Err(format!("{key} replaces {:?}", replaces.inputs));
+        }
         for r in records.iter().step_by(97) {
             if !idx.may_contain(&r.msg) || !idx.may_contain_value(&r.attrs["request_id"]) {
                 return Err(format!("bloom of {key} misses a record"));

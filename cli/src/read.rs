@@ -184,6 +184,7 @@ fn skipped(stats: &Value) -> u64 {
         "skipped_by_service",
         "skipped_by_bloom",
         "skipped_by_order",
+        "skipped_replaced",
     ]
     .iter()
     .filter_map(|k| stats[k].as_u64())

@@ -46,8 +46,10 @@
 //! | `sorted` | boolean | `true` when the lines are in ascending `ts` order (compacted blobs). |
 //! | `bloom` | object | Bloom filter over tokens; see below. |
 //! | `minutes` | array (optional) | Record counts per minute, level and service; see below. |
+//! | `replaces` | object (optional) | On a compaction output: the blobs it replaces; see below. |
 //!
-//! Every field except `min_time`, `max_time` and `minutes` is required.
+//! Every field except `min_time`, `max_time`, `minutes` and `replaces` is
+//! required.
 //! Readers ignore fields they do not know.
 //!
 //! # Minute counts
@@ -69,6 +71,19 @@
 //! would need more than [`MAX_MINUTE_CELLS`] cells; a reader then has to open
 //! the blob to draw its histogram. A cell out of range, or counts that do not
 //! add up, make the sidecar invalid.
+//!
+//! # Replaced blobs
+//!
+//! Compaction writes its outputs, then deletes its inputs, so for a moment
+//! (or for as long as a reader reuses an old listing) both are listed. Each
+//! output's `replaces` says which blobs it stands for:
+//! `{"run":"01J…","part":0,"last":true,"inputs":["part-01J…-f1.ndjson.gz",…]}`
+//! — the compaction run's id, the output's number in the run (from `0`),
+//! whether it is the run's last output, and the file names of the run's
+//! inputs, all in the output's own partition. Once a reader sees every
+//! output of a run (parts `0` to the last), it may ignore the inputs: the
+//! outputs hold each of their records once. Until then it reads the inputs,
+//! and tells copies apart by `id` where it can.
 //!
 //! # Tokens
 //!
@@ -566,6 +581,22 @@ pub struct BlobIndex {
     /// them (see the module doc).
     #[serde(default)]
     pub minutes: Option<Vec<MinuteCell>>,
+    /// On a compaction output, the blobs it replaces (see the module doc).
+    #[serde(default)]
+    pub replaces: Option<Replaces>,
+}
+
+/// A compaction output's sidecar field `replaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaces {
+    /// The compaction run's id, the same in each of its outputs.
+    pub run: String,
+    /// This output's number in the run, from 0.
+    pub part: u32,
+    /// Whether this is the run's last output.
+    pub last: bool,
+    /// The file names of the run's inputs, in this output's partition.
+    pub inputs: Vec<String>,
 }
 
 /// One cell of a sidecar's `minutes`: how many records of one level and
@@ -625,6 +656,8 @@ struct BlobIndexWire<'a> {
     bloom: &'a Bloom,
     #[serde(skip_serializing_if = "Option::is_none")]
     minutes: Option<&'a Vec<MinuteCell>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replaces: Option<&'a Replaces>,
 }
 
 impl Serialize for BlobIndex {
@@ -644,6 +677,7 @@ impl Serialize for BlobIndex {
             sorted: self.sorted,
             bloom: &self.bloom,
             minutes: self.minutes.as_ref(),
+            replaces: self.replaces.as_ref(),
         }
         .serialize(serializer)
     }
@@ -765,6 +799,7 @@ pub struct IndexBuilder {
     service_names: Vec<String>,
     service_ids: HashMap<String, u32>,
     last_service: Option<u32>,
+    replaces: Option<Replaces>,
 }
 
 impl IndexBuilder {
@@ -783,6 +818,7 @@ impl IndexBuilder {
             service_names: Vec::new(),
             service_ids: HashMap::new(),
             last_service: None,
+            replaces: None,
         }
     }
 
@@ -911,7 +947,13 @@ impl IndexBuilder {
             sorted,
             bloom,
             minutes,
+            replaces: self.replaces,
         }
+    }
+
+    /// Marks the sidecar as a compaction output's (see the module doc).
+    pub fn set_replaces(&mut self, replaces: Replaces) {
+        self.replaces = Some(replaces);
     }
 }
 
@@ -1053,6 +1095,48 @@ mod tests {
         assert_eq!(
             String::from_utf8(sample_index().to_bytes()).unwrap(),
             doc_example
+        );
+    }
+
+    #[test]
+    fn a_compaction_output_names_what_it_replaces_and_older_sidecars_name_nothing() {
+        let mut builder = IndexBuilder::new("shop");
+        for r in sample_records() {
+            builder.push(&r, 100);
+        }
+        let replaces = Replaces {
+            run: "01JRUN".into(),
+            part: 1,
+            last: true,
+            inputs: vec![
+                "part-01JA-f1.ndjson.gz".into(),
+                "part-01JB-f1.ndjson.gz".into(),
+            ],
+        };
+        builder.set_replaces(replaces.clone());
+        let index = builder.finish(1, true);
+        let bytes = index.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.ends_with(r#""replaces":{"run":"01JRUN","part":1,"last":true,"inputs":["part-01JA-f1.ndjson.gz","part-01JB-f1.ndjson.gz"]}}"#),
+            "{text}"
+        );
+        assert_eq!(
+            BlobIndex::from_bytes(&bytes).unwrap().replaces,
+            Some(replaces)
+        );
+        // A sidecar written before the field existed (the documented example
+        // has none) reads as replacing nothing.
+        assert!(
+            !String::from_utf8(sample_index().to_bytes())
+                .unwrap()
+                .contains("replaces")
+        );
+        assert_eq!(
+            BlobIndex::from_bytes(&sample_index().to_bytes())
+                .unwrap()
+                .replaces,
+            None
         );
     }
 

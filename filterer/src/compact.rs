@@ -32,7 +32,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use sluice_core::Record;
-use sluice_core::index::IndexBuilder;
+use sluice_core::index::{IndexBuilder, Replaces};
 use sluice_core::kv::{self as cas, Decision};
 use sluice_core::layout::{BLOB_SUFFIX, BlobKind, INDEX_SUFFIX, Partition};
 use sluice_core::record::now_nanos;
@@ -158,8 +158,24 @@ pub async fn compact_partition(
         tracing::warn!(partition = %partition.prefix(), lines = unparsed.len(), "lines that are not records kept as they are");
     }
 
-    // Write the outputs, then remove the inputs.
-    let mut outputs = 0;
+    // Write the outputs, each naming the inputs it replaces, then remove
+    // the inputs.
+    let run = ulid::Ulid::new().to_string();
+    let inputs: Vec<String> = blobs
+        .iter()
+        .filter_map(|b| b.filename().map(str::to_string))
+        .collect();
+    let mut outputs: u32 = 0;
+    let mut replaces = |last: bool| {
+        let part = outputs;
+        outputs += 1;
+        Replaces {
+            run: run.clone(),
+            part,
+            last,
+            inputs: inputs.clone(),
+        }
+    };
     let mut ndjson: Vec<u8> = Vec::new();
     let mut index = IndexBuilder::new(&partition.app);
     let count = records.len();
@@ -169,14 +185,14 @@ pub async fn compact_partition(
         let len = ndjson.len() - before;
         ndjson.push(b'\n');
         index.push(record, len);
-        let last = i + 1 == count;
-        if ndjson.len() >= opts.max_blob_bytes || (last && unparsed.is_empty()) {
-            let (nd, ix) = (
+        let last = i + 1 == count && unparsed.is_empty();
+        if ndjson.len() >= opts.max_blob_bytes || last {
+            let (nd, mut ix) = (
                 std::mem::take(&mut ndjson),
                 std::mem::replace(&mut index, IndexBuilder::new(&partition.app)),
             );
+            ix.set_replaces(replaces(last));
             write_output(store, partition, opts, nd, ix, health, metrics, stop).await?;
-            outputs += 1;
         }
     }
     if !unparsed.is_empty() {
@@ -184,9 +200,10 @@ pub async fn compact_partition(
             ndjson.extend_from_slice(line);
             ndjson.push(b'\n');
         }
+        index.set_replaces(replaces(true));
         write_output(store, partition, opts, ndjson, index, health, metrics, stop).await?;
-        outputs += 1;
     }
+    let outputs = outputs as usize;
     for key in blobs.iter().chain(sidecars.iter()) {
         match store.inner.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

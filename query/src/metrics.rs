@@ -50,7 +50,7 @@ pub struct QueryMetrics {
     pub tails_open: Gauge,
 }
 
-const REASONS: [&str; 5] = ["time", "level", "service", "bloom", "order"];
+const REASONS: [&str; 6] = ["time", "level", "service", "bloom", "order", "replaced"];
 
 impl QueryMetrics {
     pub fn register(registry: &mut Registry) -> QueryMetrics {
@@ -167,6 +167,7 @@ impl QueryMetrics {
             s.skipped_by_service,
             s.skipped_by_bloom,
             s.skipped_by_order,
+            s.skipped_replaced,
         ]) {
             self.skipped(reason).inc_by(n);
         }

@@ -8,14 +8,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{BASE, HOURS, Sidecar, file, put_blob, records};
+use common::{BASE, HOURS, Sidecar, file, put_blob, put_compacted, records};
 use object_store::ObjectStoreExt;
 use sluice_core::Record;
+use sluice_core::index::Replaces;
 use sluice_core::layout::Partition;
 use sluice_core::store::{Store, open};
 use sluice_core::time::NS_PER_HOUR;
 use sluice_query::lang::parse;
-use sluice_query::search::{Order, Request, SidecarCache, search};
+use sluice_query::search::{By, Order, Request, SidecarCache, hits, search};
 use sluice_testing::S3Server;
 
 fn request(query: &str, apps: &[&str], limit: usize) -> Request {
@@ -186,4 +187,71 @@ async fn a_corrupt_blob_is_named_and_the_answer_flagged_partial() {
         "{:?}",
         answer.stats
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_outputs_listed_beside_their_inputs_are_counted_once_and_only_when_complete() {
+    let s3 = S3Server::start();
+    let store = store_of(&s3);
+    let partition = Partition::of("shop", BASE);
+    let in_hour: Vec<Record> = records()
+        .into_iter()
+        .filter(|r| Partition::of(&r.app, r.ts) == partition)
+        .collect();
+    let third = in_hour.len().div_ceil(3);
+    let mut inputs = Vec::new();
+    for chunk in in_hour.chunks(third) {
+        let key = put_blob(&store, &partition, chunk, Sidecar::Good).await;
+        inputs.push(key.rsplit('/').next().unwrap().to_string());
+    }
+    let mut sorted = in_hour.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let half = sorted.len() / 2;
+    let output = |part: u32, last: bool| Replaces {
+        run: "01JRUN".into(),
+        part,
+        last,
+        inputs: inputs.clone(),
+    };
+    let count = |label: &'static str| {
+        let store = store.clone();
+        async move {
+            // A fresh cache: nothing listed before is reused.
+            let cache = SidecarCache::new(100);
+            let mut req = request("", &["shop"], 10_000);
+            req.exact_count = true;
+            let found = search(&store, &cache, &req, None).await.unwrap();
+            let counted = hits(&store, &cache, &req, None, 60 * 1_000_000_000, By::Total)
+                .await
+                .unwrap();
+            eprintln!("{label}: {:?}", found.stats);
+            (found, counted)
+        }
+    };
+
+    // The first output stored, the second not yet: the inputs are still
+    // read, so nothing is missing.
+    put_compacted(&store, &partition, &sorted[..half], output(0, false)).await;
+    let (found, counted) = count("one of two outputs").await;
+    assert_eq!(found.logs.len(), in_hour.len(), "every record, once");
+    assert_eq!(found.stats.skipped_replaced, 0);
+    assert!(
+        counted.total >= in_hour.len() as u64,
+        "no gap: {}",
+        counted.total
+    );
+
+    // Both stored, inputs not yet deleted: read and counted once.
+    put_compacted(&store, &partition, &sorted[half..], output(1, true)).await;
+    let (found, counted) = count("both outputs").await;
+    assert_eq!(found.logs.len(), in_hour.len());
+    assert_eq!(found.stats.skipped_replaced, 3, "{:?}", found.stats);
+    assert_eq!(found.stats.blobs_read, 2, "{:?}", found.stats);
+    assert_eq!(counted.total, in_hour.len() as u64, "counted once");
+    assert_eq!(counted.stats.skipped_replaced, 3);
+    let mut want: Vec<String> = in_hour.iter().map(|r| r.id.clone()).collect();
+    let mut got: Vec<String> = found.logs.iter().map(|r| r.id.clone()).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
 }

@@ -10,8 +10,11 @@
 //! Steps are aligned to the epoch (a 5-minute step starts at :00, :05, …).
 //! The recent window adds the records newer than the newest one filed for
 //! their app, which no blob can hold yet. Unlike a search, counts are not
-//! told apart by id: a record filed twice before compaction removes one
-//! copy counts twice.
+//! told apart by id. Compaction inputs listed beside all of their outputs
+//! are left out (the sidecar's `replaces`), so a finished compaction whose
+//! inputs are not deleted yet counts once; a record the filterer stored
+//! twice (a retry after a lost acknowledgement), or one listed while only
+//! some outputs of a run are stored, counts twice until compaction is done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

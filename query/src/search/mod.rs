@@ -212,6 +212,9 @@ pub struct Stats {
     /// Blobs left unread because the page was already full of better
     /// records.
     pub skipped_by_order: u64,
+    /// Compaction inputs left unread because every output of their
+    /// compaction is listed beside them (the outputs hold their records).
+    pub skipped_replaced: u64,
     pub blobs_read: u64,
     /// Of those, blobs whose decompressed body was still in memory.
     pub blobs_cached: u64,
@@ -252,6 +255,7 @@ impl Stats {
         self.skipped_by_service += more.skipped_by_service;
         self.skipped_by_bloom += more.skipped_by_bloom;
         self.skipped_by_order += more.skipped_by_order;
+        self.skipped_replaced += more.skipped_replaced;
         self.blobs_read += more.blobs_read;
         self.blobs_cached += more.blobs_cached;
         self.sidecars_unreadable += more.sidecars_unreadable;

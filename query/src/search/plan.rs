@@ -182,9 +182,17 @@ async fn judge(
         .buffer_unordered(SIDECAR_CONCURRENCY)
         .collect()
         .await;
+    let replaced = replaced(&fetched);
     let mut out = Vec::new();
     let mut until: Option<i64> = None;
     for (partition, key, sidecar) in fetched {
+        if key
+            .filename()
+            .is_some_and(|name| replaced.contains(&(partition.clone(), name.to_string())))
+        {
+            stats.skipped_replaced += 1;
+            continue;
+        }
         let index = match sidecar {
             Fetched::Cached(index) => index,
             Fetched::Read(index) => {
@@ -232,6 +240,37 @@ async fn judge(
         }
     }
     (out, until)
+}
+
+/// The listed blobs that compaction outputs listed beside them replace:
+/// those of runs whose every output (parts 0 to the last) is listed, so
+/// their records are read once, from the outputs.
+fn replaced(fetched: &[(Partition, Path, Fetched)]) -> HashSet<(Partition, String)> {
+    // Per partition and run: the parts seen, the last part, the inputs.
+    type Run<'a> = (HashSet<u32>, Option<u32>, &'a [String]);
+    let mut runs: HashMap<(&Partition, &str), Run> = HashMap::new();
+    for (partition, _, sidecar) in fetched {
+        let (Fetched::Cached(index) | Fetched::Read(index)) = sidecar else {
+            continue;
+        };
+        let Some(r) = &index.replaces else {
+            continue;
+        };
+        let run = runs
+            .entry((partition, r.run.as_str()))
+            .or_insert_with(|| (HashSet::new(), None, &r.inputs));
+        run.0.insert(r.part);
+        if r.last {
+            run.1 = Some(r.part);
+        }
+    }
+    let mut out = HashSet::new();
+    for ((partition, _), (parts, last, inputs)) in runs {
+        if last.is_some_and(|last| (0..=last).all(|p| parts.contains(&p))) {
+            out.extend(inputs.iter().map(|name| (partition.clone(), name.clone())));
+        }
+    }
+    out
 }
 
 enum Fetched {

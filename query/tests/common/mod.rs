@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use object_store::ObjectStoreExt;
-use sluice_core::index::{IndexBuilder, sidecar_key};
+use sluice_core::index::{IndexBuilder, Replaces, sidecar_key};
 use sluice_core::layout::{BlobKind, Partition, blob_name};
 use sluice_core::store::Store;
 use sluice_core::time::NS_PER_HOUR;
@@ -78,6 +78,32 @@ pub async fn put_blob(
     records: &[Record],
     sidecar: Sidecar,
 ) -> String {
+    write_blob(store, partition, records, sidecar, None).await
+}
+
+/// Writes `records` as a compaction output standing for what `replaces`
+/// names, with a good sidecar. Returns the blob's key.
+pub async fn put_compacted(
+    store: &Store,
+    partition: &Partition,
+    records: &[Record],
+    replaces: Replaces,
+) -> String {
+    write_blob(store, partition, records, Sidecar::Good, Some(replaces)).await
+}
+
+async fn write_blob(
+    store: &Store,
+    partition: &Partition,
+    records: &[Record],
+    sidecar: Sidecar,
+    replaces: Option<Replaces>,
+) -> String {
+    let kind = if replaces.is_some() {
+        BlobKind::Compact
+    } else {
+        BlobKind::Part
+    };
     let mut ndjson = Vec::new();
     let mut index = IndexBuilder::new(&partition.app);
     for r in records {
@@ -90,8 +116,11 @@ pub async fn put_blob(
     let key = store.key(&format!(
         "{}/{}",
         partition.prefix(),
-        blob_name(BlobKind::Part, "test")
+        blob_name(kind, "test")
     ));
+    if let Some(replaces) = replaces {
+        index.set_replaces(replaces);
+    }
     let idx = index.finish(blob.len() as u64, false).to_bytes();
     store.inner.put(&key, blob.into()).await.unwrap();
     let side = object_store::path::Path::from(sidecar_key(key.as_ref()));
