@@ -100,7 +100,9 @@ export function queryBox({ value, fields, values, onSubmit }) {
   }
 
   input.addEventListener("input", () => { setError(null); suggest(); });
-  input.addEventListener("blur", () => setTimeout(close, 100));
+  // Closed when the focus has gone elsewhere (a click on a suggestion
+  // lands first; focus that came back keeps the list).
+  input.addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== input) close(); }, 100));
   input.addEventListener("keydown", (e) => {
     if (!list.hidden && items.length) {
       if (e.key === "ArrowDown" || e.key === "ArrowUp") {

@@ -233,10 +233,10 @@ class SearchView {
 
   async facets() {
     clear(this.side, ...FACETS.map((f) => h("div", { class: "facet", id: "facet-" + f }, h("h4", {}, f), h("div", { class: "muted small" }, "…"))));
-    await Promise.all(["app", "service"].map((by) => this.count(by)));
+    await Promise.all(["app", "service"].map((by) => this.countBy(by)));
   }
 
-  async count(by) {
+  async countBy(by) {
     try {
       const hits = await get("/api/v1/logs/hits", { ...filters(this.state), by }, this.abort.signal);
       this.facet(by, hits.series);
@@ -253,12 +253,12 @@ class SearchView {
     const el = this.side.querySelector("#facet-host");
     if (!el) return;
     if (total <= HOST_AUTO) {
-      this.count("host");
+      this.countBy("host");
       return;
     }
     clear(el, h("h4", {}, "host"), h("button", { id: "count-hosts", title: "hosts are not indexed: this reads every matching record", onclick: () => {
       clear(el, h("h4", {}, "host"), h("div", { class: "muted small" }, "…"));
-      this.count("host");
+      this.countBy("host");
     } }, `Count hosts of ${fmtCount(total)} records`));
   }
 
