@@ -155,10 +155,15 @@ class SearchView {
   run() {
     notice(null);
     this.box.setError(null);
-    if (this.state.tail === "1") this.startTail();
-    else this.search();
-    this.histogram();
-    this.facets();
+    this.facetsPending();
+    const first = this.state.tail === "1" ? (this.startTail(), Promise.resolve()) : this.search();
+    // The results first: the histogram and the facets would share the
+    // service's cores with the search that fills the screen.
+    first.finally(() => {
+      if (this.abort.signal.aborted) return;
+      this.histogram();
+      this.facets();
+    });
   }
 
   async search() {
@@ -231,8 +236,11 @@ class SearchView {
     performance.mark("sluice:histogram");
   }
 
-  async facets() {
+  facetsPending() {
     clear(this.side, ...FACETS.map((f) => h("div", { class: "facet", id: "facet-" + f }, h("h4", {}, f), h("div", { class: "muted small" }, "…"))));
+  }
+
+  async facets() {
     await Promise.all(["app", "service"].map((by) => this.countBy(by)));
   }
 
