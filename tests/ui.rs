@@ -185,33 +185,46 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn start(dir: &std::path::Path, nats: &NatsServer, s3: &S3Server, query_extra: &str) -> Stack {
-    stack_with(
-        nats,
+/// One test's servers and stack; dropped, the stack stops first.
+struct Filed {
+    stack: Stack,
+    s3: S3Server,
+    _nats: NatsServer,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh nats-server and s3s-fs, the stack (with the aggregator) with
+/// `query_extra` in `[query]`, and `data` posted and filed.
+fn filed_stack(query_extra: &str, data: &[Value]) -> Filed {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let options = StackOptions {
+        flush_secs: 1,
+        query_extra,
+        aggregator: true,
+    };
+    let stack = stack_with(&nats, &s3, dir.path(), &options);
+    post_and_wait(&stack, data);
+    Filed {
+        stack,
         s3,
-        dir,
-        &StackOptions {
-            flush_secs: 1,
-            query_extra,
-            aggregator: true,
-        },
-    )
+        _nats: nats,
+        _dir: dir,
+    }
 }
 
 #[test]
 fn search_finds_narrows_by_facet_zooms_and_is_restored_from_its_url() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path(), &nats, &s3, "");
     let data = records();
-    post_and_wait(&stack, &data);
+    let filed = filed_stack("", &data);
+    let stack = &filed.stack;
     runtime().block_on(async {
         let browser = Browser::start().await;
         let c = &browser.client;
 
         // A known record is found.
-        c.goto(&url(&stack, "/?q=zebra")).await.unwrap();
+        c.goto(&url(stack, "/?q=zebra")).await.unwrap();
         let text = until(c, "the needle", "return document.querySelector('#results .row .msg')?.textContent").await;
         assert_eq!(text, "the zebra crossed at dawn");
         let stats = until(c, "stats", "return document.querySelector('#stats')?.textContent").await;
@@ -220,7 +233,7 @@ fn search_finds_narrows_by_facet_zooms_and_is_restored_from_its_url() {
         assert!(counts.len() >= 2 && counts[0] >= 1 && counts[0] * 2 < counts[1], "from the filed blob: {stats}");
 
         // The facets' counts are the API's.
-        c.goto(&url(&stack, "/")).await.unwrap();
+        c.goto(&url(stack, "/")).await.unwrap();
         let shown = until(
             c,
             "the service facet",
@@ -228,7 +241,7 @@ fn search_finds_narrows_by_facet_zooms_and_is_restored_from_its_url() {
              return li.length ? li.map(e => [e.dataset.value, Number(e.dataset.count)]) : null",
         )
         .await;
-        let hits = api(&stack, "/api/v1/logs/hits?by=service&start_time=now-24h", None);
+        let hits = api(stack, "/api/v1/logs/hits?by=service&start_time=now-24h", None);
         let expected: Vec<Value> = hits["series"]
             .as_array()
             .unwrap()
@@ -239,7 +252,7 @@ fn search_finds_narrows_by_facet_zooms_and_is_restored_from_its_url() {
 
         // The histogram's bars add up to the total.
         let sum = until(c, "the histogram", "return document.querySelector('#histogram')?.dataset.sum").await;
-        let exact = api(&stack, "/api/v1/logs/search?count=exact&limit=1&start_time=now-24h", None);
+        let exact = api(stack, "/api/v1/logs/search?count=exact&limit=1&start_time=now-24h", None);
         assert_eq!(sum.as_str().unwrap(), exact["total"].to_string());
         assert_eq!(exact["total"], data.len());
         screenshot(c, "search").await;
@@ -252,7 +265,7 @@ fn search_finds_narrows_by_facet_zooms_and_is_restored_from_its_url() {
         plus.click().await.unwrap();
         until(c, "the narrowed URL", "return location.search.includes('q=service%3Acheckout')").await;
         let narrowed = api(
-            &stack,
+            stack,
             "/api/v1/logs/search?count=exact&limit=1&start_time=now-24h&query=service%3Acheckout",
             None,
         );
@@ -327,17 +340,14 @@ fn search_finds_narrows_by_facet_zooms_and_is_restored_from_its_url() {
 
 #[test]
 fn a_request_id_opens_its_waterfall_errors_are_grouped_and_the_live_tail_shows_new_records() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path(), &nats, &s3, "");
-    post_and_wait(&stack, &records());
+    let filed = filed_stack("", &records());
+    let stack = &filed.stack;
     runtime().block_on(async {
         let browser = Browser::start().await;
         let c = &browser.client;
 
         // A request id in an opened record leads to the stitched request.
-        c.goto(&url(&stack, "/?q=flow+step")).await.unwrap();
+        c.goto(&url(stack, "/?q=flow+step")).await.unwrap();
         until(c, "the flow's records", "return document.querySelectorAll('#results .row').length === 5").await;
         c.find(Locator::Css("#results .row .line")).await.unwrap().click().await.unwrap();
         let link = until(c, "the request link", "return document.querySelector('#results .reqlink')?.textContent").await;
@@ -366,9 +376,9 @@ fn a_request_id_opens_its_waterfall_errors_are_grouped_and_the_live_tail_shows_n
 
         // The aggregator's groups, with a sparkline and a link to a search.
         wait_until(Duration::from_secs(30), "the error groups", || {
-            api(&stack, "/api/v1/errors", None)["total"].as_u64() >= Some(3)
+            api(stack, "/api/v1/errors", None)["total"].as_u64() >= Some(3)
         });
-        c.goto(&url(&stack, "/?view=errors")).await.unwrap();
+        c.goto(&url(stack, "/?view=errors")).await.unwrap();
         let groups = until(
             c,
             "the error groups",
@@ -390,7 +400,7 @@ fn a_request_id_opens_its_waterfall_errors_are_grouped_and_the_live_tail_shows_n
         );
 
         // The overview draws each app's hours from the aggregates.
-        c.goto(&url(&stack, "/?view=overview")).await.unwrap();
+        c.goto(&url(stack, "/?view=overview")).await.unwrap();
         let apps = until(
             c,
             "the volume charts",
@@ -401,7 +411,7 @@ fn a_request_id_opens_its_waterfall_errors_are_grouped_and_the_live_tail_shows_n
         assert_eq!(apps, json!(["billing", "ledger", "shop"]));
 
         // Live tail: a record posted after the page opened appears.
-        c.goto(&url(&stack, "/?tail=1&q=kangaroo")).await.unwrap();
+        c.goto(&url(stack, "/?tail=1&q=kangaroo")).await.unwrap();
         until(c, "the tail streaming", "return document.querySelector('#stats')?.textContent === 'streaming'").await;
         post(
             stack.http,
@@ -425,12 +435,9 @@ fn a_request_id_opens_its_waterfall_errors_are_grouped_and_the_live_tail_shows_n
 
 #[test]
 fn hostile_records_render_as_text_run_nothing_and_keep_the_layout() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path(), &nats, &s3, "");
     let data = hostile();
-    post_and_wait(&stack, &data);
+    let filed = filed_stack("", &data);
+    let stack = &filed.stack;
     // A service name that is markup never reaches the page: the agent
     // refuses it, naming the field.
     let (status, body) = post_status(
@@ -445,7 +452,7 @@ fn hostile_records_render_as_text_run_nothing_and_keep_the_layout() {
     runtime().block_on(async {
         let browser = Browser::start().await;
         let c = &browser.client;
-        c.goto(&url(&stack, "/?q=hostile")).await.unwrap();
+        c.goto(&url(stack, "/?q=hostile")).await.unwrap();
         until(c, "the hostile records", &format!("return document.querySelectorAll('#results .row').length === {}", data.len())).await;
         // Every row one line high, however long or strange its text.
         let heights = js(c, "return [...document.querySelectorAll('#results .row')].map(e => e.offsetHeight)").await;
@@ -540,24 +547,21 @@ fn head_of(port: u16, path: &str) -> String {
 
 #[test]
 fn a_token_for_one_app_shows_nothing_of_another_anywhere_on_the_page() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
     let tokens = "[[query.tokens]]\nname = \"shop-team\"\ntoken = \"shop-secret\"\napps = [\"shop\"]\n\
                   [[query.tokens]]\nname = \"ops\"\ntoken = \"ops-secret\"\napps = [\"*\"]\n";
-    let stack = start(dir.path(), &nats, &s3, tokens);
     let mut data = records();
     data.push(
         json!({"app":"billing","service":"api","level":"error","message":"billing only wombat"}),
     );
-    post_and_wait(&stack, &data);
+    let filed = filed_stack(tokens, &data);
+    let stack = &filed.stack;
     wait_until(Duration::from_secs(30), "the error groups", || {
-        api(&stack, "/api/v1/errors", Some("ops-secret"))["total"].as_u64() >= Some(3)
+        api(stack, "/api/v1/errors", Some("ops-secret"))["total"].as_u64() >= Some(3)
     });
     runtime().block_on(async {
         let browser = Browser::start().await;
         let c = &browser.client;
-        c.goto(&url(&stack, "/")).await.unwrap();
+        c.goto(&url(stack, "/")).await.unwrap();
         // The token is asked for, once.
         until(c, "the token dialog", "return document.querySelector('#token-dialog').open").await;
         let input = c.find(Locator::Css("#token-input")).await.unwrap();
@@ -585,7 +589,7 @@ fn a_token_for_one_app_shows_nothing_of_another_anywhere_on_the_page() {
             ("/?view=request&id=req-flow", "return document.querySelectorAll('#waterfall .span').length > 0"),
             ("/?tail=1", "return document.querySelector('#stats')?.textContent === 'streaming'"),
         ] {
-            c.goto(&url(&stack, view)).await.unwrap();
+            c.goto(&url(stack, view)).await.unwrap();
             until(c, view, ready).await;
             if view == "/?tail=1" {
                 post(stack.http, &serde_json::to_vec(&json!([
@@ -599,11 +603,11 @@ fn a_token_for_one_app_shows_nothing_of_another_anywhere_on_the_page() {
             assert_eq!(js(c, "return document.querySelector('#token-dialog').open").await, false, "asked again on {view}");
         }
         // The waterfall shows only the token's app's spans.
-        c.goto(&url(&stack, "/?view=request&id=req-flow")).await.unwrap();
+        c.goto(&url(stack, "/?view=request&id=req-flow")).await.unwrap();
         let spans = until(c, "the spans", "const s = [...document.querySelectorAll('#waterfall .span')]; return s.length ? s.map(e => e.dataset.app) : null").await;
         assert_eq!(spans, json!(["shop", "shop"]));
         // Naming another app in the URL is refused, in view.
-        c.goto(&url(&stack, "/?app=billing")).await.unwrap();
+        c.goto(&url(stack, "/?app=billing")).await.unwrap();
         let notice = until(c, "the refusal", "return !document.querySelector('#notice').hidden && document.querySelector('#notice').textContent").await;
         assert!(notice.as_str().unwrap().contains("may not read"), "{notice}");
         assert_eq!(js(c, "return document.querySelectorAll('#results .row').length").await, 0);
@@ -618,15 +622,12 @@ fn key(key: fantoccini::key::Key) -> String {
 
 #[test]
 fn the_query_box_completes_fields_and_values_and_marks_a_refused_query_where_the_api_does() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let stack = start(dir.path(), &nats, &s3, "");
-    post_and_wait(&stack, &records());
+    let filed = filed_stack("", &records());
+    let stack = &filed.stack;
     runtime().block_on(async {
         let browser = Browser::start().await;
         let c = &browser.client;
-        c.goto(&url(&stack, "/")).await.unwrap();
+        c.goto(&url(stack, "/")).await.unwrap();
         // Attribute names are learned from the records shown, values of
         // the built-in fields from the facets.
         until(c, "results", "return document.querySelectorAll('#results .row').length > 0").await;
@@ -662,7 +663,7 @@ fn the_query_box_completes_fields_and_values_and_marks_a_refused_query_where_the
         q.send_keys(&key(fantoccini::key::Key::Enter)).await.unwrap();
         until(c, "the completed query's URL", "return location.search.includes('q=service%3Acheckout')").await;
         let narrowed = api(
-            &stack,
+            stack,
             "/api/v1/logs/search?count=exact&limit=1&start_time=now-24h&query=service%3Acheckout",
             None,
         );
@@ -722,12 +723,9 @@ fn the_query_box_completes_fields_and_values_and_marks_a_refused_query_where_the
 
 #[test]
 fn on_a_phone_nothing_scrolls_sideways_and_a_store_outage_is_said_not_hidden() {
-    let nats = NatsServer::start();
-    let mut s3 = S3Server::start();
-    let dir = tempfile::tempdir().unwrap();
     // Listings never reused, so every search asks the store.
-    let stack = start(dir.path(), &nats, &s3, "listing_cache_secs = 0\n");
-    post_and_wait(&stack, &records());
+    let mut filed = filed_stack("listing_cache_secs = 0\n", &records());
+    let (stack, s3) = (&filed.stack, &mut filed.s3);
     runtime().block_on(async {
         let browser = Browser::start_sized((390, 844)).await;
         let c = &browser.client;
@@ -739,12 +737,12 @@ fn on_a_phone_nothing_scrolls_sideways_and_a_store_outage_is_said_not_hidden() {
             ("/?view=errors", "return document.querySelectorAll('#errors section').length > 0"),
             ("/?view=overview", "return document.querySelectorAll('#volume .chart-app').length > 0"),
         ] {
-            c.goto(&url(&stack, view)).await.unwrap();
+            c.goto(&url(stack, view)).await.unwrap();
             until(c, view, ready).await;
             assert_eq!(js(c, narrow).await, true, "{view} scrolls sideways on a phone");
         }
         // An opened record wraps inside the screen.
-        c.goto(&url(&stack, "/?q=flow+step")).await.unwrap();
+        c.goto(&url(stack, "/?q=flow+step")).await.unwrap();
         until(c, "results", "return document.querySelectorAll('#results .row').length > 0").await;
         c.find(Locator::Css("#results .row .line")).await.unwrap().click().await.unwrap();
         until(c, "the open record", "return document.querySelector('#results .row.open .fields')").await;
@@ -753,7 +751,7 @@ fn on_a_phone_nothing_scrolls_sideways_and_a_store_outage_is_said_not_hidden() {
 
         // The store gone: the page says so, and shows no stale rows.
         s3.stop();
-        c.goto(&url(&stack, "/?q=order")).await.unwrap();
+        c.goto(&url(stack, "/?q=order")).await.unwrap();
         let said = until(
             c,
             "the outage notice",

@@ -458,6 +458,19 @@ async fn hits_equal_a_count_of_every_record_and_need_no_blob_without_text() {
     assert_eq!(hits_of(&a), want);
     assert!(a["stats"]["blobs_read"].as_u64().unwrap() > 0);
 
+    // By host: the sidecars hold no hosts, so the blobs are read.
+    let (status, a) = h
+        .get(
+            &format!("/api/v1/logs/hits?{}&step=1h&by=host", range(BASE)),
+            Some("all"),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let want = naive_hits(&all, NS_PER_HOUR, |r| r.host.clone(), in_range(BASE));
+    assert_eq!(hits_of(&a), want);
+    assert_eq!(a["index_only"], false, "{a}");
+    assert!(a["stats"]["blobs_read"].as_u64().unwrap() > 0, "{a}");
+
     // One app's token counts its app only.
     let (_, a) = h
         .get(
@@ -474,7 +487,7 @@ async fn hits_equal_a_count_of_every_record_and_need_no_blob_without_text() {
         ("step=0s", "step"),
         ("step=1500ms", "step"),
         ("step=1s&start_time=0", "more than"),
-        ("by=host", "by \"host\""),
+        ("by=hostname", "by \"hostname\""),
         ("query=(", "query"),
     ] {
         let (status, a) = h
