@@ -213,7 +213,7 @@ async fn compaction_outputs_listed_beside_their_inputs_are_counted_once_and_only
         last,
         inputs: inputs.clone(),
     };
-    let count = |label: &'static str| {
+    let count = || {
         let store = store.clone();
         async move {
             // A fresh cache: nothing listed before is reused.
@@ -224,7 +224,6 @@ async fn compaction_outputs_listed_beside_their_inputs_are_counted_once_and_only
             let counted = hits(&store, &cache, &req, None, 60 * 1_000_000_000, By::Total)
                 .await
                 .unwrap();
-            eprintln!("{label}: {:?}", found.stats);
             (found, counted)
         }
     };
@@ -232,7 +231,7 @@ async fn compaction_outputs_listed_beside_their_inputs_are_counted_once_and_only
     // The first output stored, the second not yet: the inputs are still
     // read, so nothing is missing.
     put_compacted(&store, &partition, &sorted[..half], output(0, false)).await;
-    let (found, counted) = count("one of two outputs").await;
+    let (found, counted) = count().await;
     assert_eq!(found.logs.len(), in_hour.len(), "every record, once");
     assert_eq!(found.stats.skipped_replaced, 0);
     assert!(
@@ -243,7 +242,7 @@ async fn compaction_outputs_listed_beside_their_inputs_are_counted_once_and_only
 
     // Both stored, inputs not yet deleted: read and counted once.
     put_compacted(&store, &partition, &sorted[half..], output(1, true)).await;
-    let (found, counted) = count("both outputs").await;
+    let (found, counted) = count().await;
     assert_eq!(found.logs.len(), in_hour.len());
     assert_eq!(found.stats.skipped_replaced, 3, "{:?}", found.stats);
     assert_eq!(found.stats.blobs_read, 2, "{:?}", found.stats);

@@ -186,23 +186,29 @@ async fn judge(
     let mut out = Vec::new();
     let mut until: Option<i64> = None;
     for (partition, key, sidecar) in fetched {
-        if key
-            .filename()
-            .is_some_and(|name| replaced.contains(&(partition.clone(), name.to_string())))
-        {
+        // What fetching the sidecar cost, whatever is made of it.
+        match &sidecar {
+            Fetched::Cached(_) => {}
+            Fetched::Read(_) => {
+                stats.store_requests += 1;
+                stats.sidecars_read += 1;
+            }
+            Fetched::Unreadable(_) => {
+                stats.store_requests += 1;
+                stats.sidecars_unreadable += 1;
+            }
+        }
+        let is_replaced = !replaced.is_empty()
+            && key
+                .filename()
+                .is_some_and(|name| replaced.contains(&(partition.clone(), name.to_string())));
+        if is_replaced {
             stats.skipped_replaced += 1;
             continue;
         }
         let index = match sidecar {
-            Fetched::Cached(index) => index,
-            Fetched::Read(index) => {
-                stats.store_requests += 1;
-                stats.sidecars_read += 1;
-                index
-            }
+            Fetched::Cached(index) | Fetched::Read(index) => index,
             Fetched::Unreadable(why) => {
-                stats.store_requests += 1;
-                stats.sidecars_unreadable += 1;
                 tracing::debug!(blob = %key, %why, "sidecar unreadable; reading the blob in full");
                 let max_ts = partition.end_ns() - 1;
                 until = until.max(Some(max_ts));

@@ -156,10 +156,10 @@ class SearchView {
     notice(null);
     this.box.setError(null);
     this.facetsPending();
-    const first = this.state.tail === "1" ? (this.startTail(), Promise.resolve()) : this.search();
+    const results = this.state.tail === "1" ? Promise.resolve(this.startTail()) : this.search();
     // The results first: the histogram and the facets would share the
     // service's cores with the search that fills the screen.
-    first.finally(() => {
+    results.finally(() => {
       if (this.abort.signal.aborted) return;
       this.histogram();
       this.facets();
