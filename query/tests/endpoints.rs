@@ -725,6 +725,7 @@ async fn a_tail_sends_new_matches_and_resumes_from_last_event_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_reused_after_compaction_lists_again() {
+    use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     let h = Harness::start(false, "").await;
     let all: Vec<Record> = records()
@@ -751,5 +752,37 @@ async fn a_listing_reused_after_compaction_lists_again() {
     let (_, after) = h.get(path, Some("shop")).await;
     assert_eq!(after["total"], before["total"], "{}", after["stats"]);
     assert_eq!(after["stats"]["partial"], false, "{}", after["stats"]);
+
+    // Counts that read the blobs (hosts are not in the sidecars) list
+    // again too, rather than miss the blob compacted away.
+    let hits = format!(
+        "/api/v1/logs/hits?by=host&start_time={}&end_time={}",
+        BASE / NS_PER_SEC,
+        (BASE + 4 * NS_PER_HOUR) / NS_PER_SEC
+    );
+    let (_, counted) = h.get(&hits, Some("shop")).await;
+    assert_eq!(counted["total"], same.len(), "{counted}");
+    let second = common::put_blob(&h.store, &partition, &same, common::Sidecar::Good).await;
+    for key in h
+        .store
+        .inner
+        .list(None)
+        .map_ok(|m| m.location)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+    {
+        let key = key.to_string();
+        if key.ends_with(".ndjson.gz") && key != second {
+            h.store
+                .inner
+                .delete(&object_store::path::Path::from(key.as_str()))
+                .await
+                .unwrap();
+        }
+    }
+    let (_, counted) = h.get(&hits, Some("shop")).await;
+    assert_eq!(counted["total"], same.len(), "{}", counted["stats"]);
+    assert_eq!(counted["stats"]["partial"], false, "{}", counted["stats"]);
     h.stop().await;
 }

@@ -69,6 +69,24 @@ pub async fn hits(
     step_ns: i64,
     by: By,
 ) -> Result<Hits, StoreUnreachable> {
+    let counted = hits_once(store, sidecars, request, recent, step_ns, by).await?;
+    if !counted.stats.listing_stale {
+        return Ok(counted);
+    }
+    // A blob listed a while ago was compacted away (its records are in the
+    // outputs, which that listing did not hold): list again, as a search
+    // does.
+    hits_once(store, sidecars, request, recent, step_ns, by).await
+}
+
+async fn hits_once(
+    store: &Store,
+    sidecars: &SidecarCache,
+    request: &Request,
+    recent: Option<&Window>,
+    step_ns: i64,
+    by: By,
+) -> Result<Hits, StoreUnreachable> {
     let started = Instant::now();
     let mut stats = Stats::default();
     let planned = plan(store, sidecars, request, &mut stats).await?;
