@@ -28,8 +28,9 @@
 //!   `sluice.deadletter.alerter` and counted by reason
 //!   (`sluice_core::subject`).
 //! * Silences (config and `sluice alerts silence`) hold back matching
-//!   notifications; system alerts (consumer lag, ingest spikes) are rules
-//!   of their own addressed to `system_receiver`.
+//!   notifications; system alerts (consumer lag, records about to expire
+//!   unprocessed, ingest spikes) are rules of their own addressed to
+//!   `system_receiver`.
 
 pub mod metrics;
 pub mod rules;
@@ -95,6 +96,15 @@ pub fn engine_rules(config: &Config) -> Vec<Rule> {
             &["consumer"],
             receiver,
             a.max_lag_secs,
+        ));
+        // Its window is the age at which it fires.
+        let expiry_after_secs =
+            (a.unprocessed_expiry_warn_fraction * config.nats.max_age_secs as f64) as u64;
+        rules.push(Rule::condition(
+            system::EXPIRY_RULE,
+            &["consumer"],
+            receiver,
+            expiry_after_secs,
         ));
         rules.push(Rule::condition(system::SPIKE_RULE, &["app"], receiver, 60));
     }
@@ -178,6 +188,7 @@ pub async fn run(
         orphans: HashMap::new(),
         spike_factor: acfg.ingest_spike_factor,
         max_lag_ns: secs_to_ns(acfg.max_lag_secs),
+        expiry_warn_fraction: acfg.unprocessed_expiry_warn_fraction,
         stream: config.nats.stream.clone(),
     };
     let start = state.start_time(&engine, acfg.max_replay_secs, now).await;
@@ -344,6 +355,7 @@ struct Loop {
     orphans: HashMap<String, i64>,
     spike_factor: f64,
     max_lag_ns: i64,
+    expiry_warn_fraction: f64,
     stream: String,
 }
 
@@ -448,13 +460,21 @@ impl Loop {
         }
     }
 
+    /// Samples each durable consumer of the stream once, and judges from
+    /// that sample both the lag alert and the logs-expiring alert.
     async fn sample_consumers(&mut self, engine: &mut Engine, now: i64) {
-        let Some(rule) = engine.rule_index(system::LAG_RULE) else {
+        let lag_rule = engine.rule_index(system::LAG_RULE);
+        let expiry_rule = engine.rule_index(system::EXPIRY_RULE);
+        if lag_rule.is_none() && expiry_rule.is_none() {
             return;
-        };
+        }
         let Ok(stream) = self.js.get_stream(&self.stream).await else {
             return;
         };
+        // From the info just read: what the stream really does, whoever set
+        // it up.
+        let max_age_secs = stream.cached_info().config.max_age.as_secs();
+        let first_seq = stream.cached_info().state.first_sequence;
         let mut names = stream.consumer_names();
         let mut seen = Vec::new();
         while let Some(Ok(name)) = names.next().await {
@@ -487,7 +507,9 @@ impl Loop {
             };
             let reads_all = matches!(info.config.filter_subject.as_str(), "" | "logs.>");
             let oldest = if reads_all {
-                match stream.get_raw_message(floor + 1).await {
+                // Messages below the stream's first have expired already:
+                // the oldest the consumer still owes is the first left.
+                match stream.get_raw_message((floor + 1).max(first_seq)).await {
                     Ok(m) => Some(ns_to_secs_f64(
                         now - (m.time.unix_timestamp_nanos().clamp(0, i128::from(now)) as i64),
                     )),
@@ -501,28 +523,38 @@ impl Loop {
                 secs_since_ack_moved: ns_to_secs_f64(now - since),
                 oldest_unacked_secs: oldest,
             };
-            let delay = system::processing_delay(&sample);
-            let detail = format!(
-                "consumer {name} is {delay:.0}s behind ({} messages outstanding)",
-                sample.outstanding
-            );
-            engine.set_condition(
-                rule,
-                &[&name],
-                delay > ns_to_secs_f64(self.max_lag_ns),
-                delay as u64,
-                &detail,
-                now,
-            );
+            if let Some(rule) = lag_rule {
+                let delay = system::processing_delay(&sample);
+                let detail = format!(
+                    "consumer {name} is {delay:.0}s behind ({} messages outstanding)",
+                    sample.outstanding
+                );
+                engine.set_condition(
+                    rule,
+                    &[&name],
+                    delay > ns_to_secs_f64(self.max_lag_ns),
+                    delay as u64,
+                    &detail,
+                    now,
+                );
+            }
+            if let Some(rule) = expiry_rule {
+                let firing = system::expiring(&sample, max_age_secs, self.expiry_warn_fraction);
+                let detail = system::expiring_detail(&name, &self.stream, &sample, max_age_secs);
+                let oldest = sample.oldest_unacked_secs.unwrap_or(0.0).max(0.0) as u64;
+                engine.set_condition(rule, &[&name], firing, oldest, &detail, now);
+            }
             alive.push(name);
         }
         // A consumer that was deleted is no longer behind.
-        for values in engine.condition_groups(rule) {
-            if let Some(name) = values.first()
-                && !alive.contains(name)
-            {
-                self.ack_floors.remove(name);
-                engine.set_condition(rule, &[name], false, 0, "consumer removed", now);
+        for rule in [lag_rule, expiry_rule].into_iter().flatten() {
+            for values in engine.condition_groups(rule) {
+                if let Some(name) = values.first()
+                    && !alive.contains(name)
+                {
+                    self.ack_floors.remove(name);
+                    engine.set_condition(rule, &[name], false, 0, "consumer removed", now);
+                }
             }
         }
     }

@@ -1,12 +1,21 @@
 //! The built-in system alerts, as pure decisions over samples the alerter
-//! takes: a consumer falling behind the stream, and ingest far above its
-//! usual rate.
+//! takes: a consumer falling behind the stream, a consumer so far behind
+//! that the stream would expire records it has not processed, and ingest
+//! far above its usual rate.
 //!
 //! - **Consumer lag**: for each durable consumer of the `LOGS` stream, the
 //!   processing delay is how long it has had work without its acknowledged
 //!   position moving, and, for consumers that read every subject, the age
 //!   of the oldest message it has not acknowledged. The alert fires while
 //!   the delay is over `max_lag_secs`.
+//! - **Logs expiring**: for a durable consumer that reads every subject,
+//!   the age of its oldest unacknowledged message against the stream's
+//!   `max_age`. `LOGS` drops a record once it is `max_age` old, processed
+//!   or not, so the alert fires while that age is over
+//!   `unprocessed_expiry_warn_fraction` × `max_age`: before the records
+//!   the consumer still owes (for the filterer, records not yet filed) are
+//!   lost. A stream without a `max_age` (0) never expires records, and the
+//!   alert never fires. It is judged from the same sample as the lag.
 //! - **Ingest spike**: records per minute per app, against an exponentially
 //!   weighted baseline of earlier minutes. It fires when a minute exceeds
 //!   `ingest_spike_factor` × baseline (and [`SPIKE_MIN_PER_MINUTE`]), once
@@ -18,6 +27,8 @@ use std::collections::HashMap;
 
 /// Rule name of the consumer-lag alert.
 pub const LAG_RULE: &str = "sluice-consumer-lag";
+/// Rule name of the alert for records about to expire unprocessed.
+pub const EXPIRY_RULE: &str = "sluice-logs-expiring";
 /// Rule name of the ingest-spike alert.
 pub const SPIKE_RULE: &str = "sluice-ingest-spike";
 /// Minutes of history before an app's rate can be judged.
@@ -47,6 +58,31 @@ pub fn processing_delay(s: &ConsumerSample) -> f64 {
     s.secs_since_ack_moved
         .max(s.oldest_unacked_secs.unwrap_or(0.0))
         .max(0.0)
+}
+
+/// Whether the stream would soon expire records a consumer has not
+/// processed: its oldest unacknowledged message is older than `fraction` of
+/// the stream's `max_age_secs`. Never with no work, an unknown oldest
+/// message, or an unlimited stream (`max_age_secs` = 0).
+pub fn expiring(s: &ConsumerSample, max_age_secs: u64, fraction: f64) -> bool {
+    debug_assert!(fraction > 0.0 && fraction < 1.0, "fraction {fraction}");
+    if max_age_secs == 0 || s.outstanding == 0 {
+        return false;
+    }
+    let Some(oldest) = s.oldest_unacked_secs else {
+        return false;
+    };
+    oldest > fraction * max_age_secs as f64
+}
+
+/// The text of the logs-expiring alert for consumer `name` of `stream`.
+pub fn expiring_detail(name: &str, stream: &str, s: &ConsumerSample, max_age_secs: u64) -> String {
+    let oldest = s.oldest_unacked_secs.unwrap_or(0.0).max(0.0);
+    format!(
+        "consumer {name} has an unprocessed message {oldest:.0}s old; \
+         stream {stream} deletes messages after {max_age_secs}s ({} messages outstanding)",
+        s.outstanding
+    )
 }
 
 #[derive(Debug, Clone, Default)]
@@ -133,6 +169,47 @@ mod tests {
             oldest_unacked_secs: Some(700.0),
         };
         assert_eq!(processing_delay(&behind), 700.0);
+    }
+
+    fn behind(outstanding: u64, oldest: Option<f64>) -> ConsumerSample {
+        ConsumerSample {
+            outstanding,
+            secs_since_ack_moved: 1.0,
+            oldest_unacked_secs: oldest,
+        }
+    }
+
+    #[test]
+    fn expiring_fires_past_the_fraction_of_max_age() {
+        let day = 24 * 3600;
+        // Half of a 3-day stream is 36 h.
+        assert!(!expiring(&behind(10, Some(35.0 * 3600.0)), 3 * day, 0.5));
+        assert!(!expiring(&behind(10, Some(36.0 * 3600.0)), 3 * day, 0.5));
+        assert!(expiring(&behind(10, Some(37.0 * 3600.0)), 3 * day, 0.5));
+        // A smaller fraction warns earlier.
+        assert!(expiring(&behind(10, Some(8.0 * 3600.0)), 3 * day, 0.1));
+        // Once records have expired, the oldest left is still old: firing.
+        assert!(expiring(&behind(10, Some(3.0 * day as f64)), 3 * day, 0.5));
+    }
+
+    #[test]
+    fn expiring_never_fires_without_work_age_or_limit() {
+        // Nothing outstanding: nothing to lose, whatever the age says.
+        assert!(!expiring(&behind(0, Some(1e9)), 3600, 0.5));
+        // The oldest message is not known (a consumer of some subjects).
+        assert!(!expiring(&behind(10, None), 3600, 0.5));
+        // An unlimited stream expires nothing.
+        assert!(!expiring(&behind(10, Some(1e9)), 0, 0.5));
+    }
+
+    #[test]
+    fn expiring_detail_names_the_consumer_the_age_and_the_max_age() {
+        let text = expiring_detail("filterer", "LOGS", &behind(42, Some(7200.4)), 10_800);
+        assert!(text.contains("consumer filterer"), "{text}");
+        assert!(text.contains("7200s"), "{text}");
+        assert!(text.contains("stream LOGS"), "{text}");
+        assert!(text.contains("10800s"), "{text}");
+        assert!(text.contains("42 messages"), "{text}");
     }
 
     fn counts(app: &str, n: u64) -> HashMap<String, u64> {

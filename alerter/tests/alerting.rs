@@ -514,6 +514,72 @@ async fn a_stalled_consumer_fires_the_lag_alert() {
     alerter.stop().await;
 }
 
+/// The built-in logs-expiring alert: a durable consumer of every subject
+/// that never acknowledges is reported once its oldest message is older
+/// than the configured fraction of the stream's max age — before the
+/// stream deletes it — and not as lagging, whose limit is far off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_about_to_lose_records_fires_the_expiry_alert() {
+    let nats = NatsServer::start();
+    let hooks = Hooks::start().await;
+    // Records live 20 s; the alert fires at 10 % of that.
+    let text = config(&nats, &hooks, "a1", "")
+        .replace(
+            "[nats]\n",
+            "[nats]\nmax_age_secs = 20\nduplicate_window_secs = 10\n",
+        )
+        .replace(
+            "[alerter]\n",
+            "[alerter]\nsystem_receiver = \"hook\"\nmax_lag_secs = 3600\n\
+             unprocessed_expiry_warn_fraction = 0.1\n",
+        );
+    let alerter = Alerter::start(&nats, &text).await;
+    let js = js(&nats).await;
+    let stream = js.get_stream("LOGS").await.unwrap();
+    assert_eq!(stream.cached_info().config.max_age, Duration::from_secs(20));
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("unfiled".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let fired = |got: &[Hook]| {
+        got.iter()
+            .any(|h| rule_of(h) == "sluice-logs-expiring" && label(h, "consumer") == "unfiled")
+    };
+    // Records keep coming, so the consumer owes some whenever the alerter
+    // samples (every 15 s), even after the first ones expired.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fired(&hooks.got()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the expiry alert: {:?}",
+            hooks.got().iter().map(|h| &h.body).collect::<Vec<_>>()
+        );
+        burst(&js, 5, &["checkout"]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let got = hooks.got();
+    let alert = got
+        .iter()
+        .find(|h| rule_of(h) == "sluice-logs-expiring")
+        .unwrap();
+    assert_eq!(field(alert, "kind"), "firing");
+    let title = field(alert, "title").as_str().unwrap();
+    assert!(
+        title.contains("consumer unfiled has an unprocessed message")
+            && title.contains("stream LOGS deletes messages after 20s"),
+        "{}",
+        alert.body
+    );
+    assert!(
+        !got.iter().any(|h| rule_of(h) == "sluice-consumer-lag"),
+        "the lag alert fired too: {got:?}"
+    );
+    alerter.stop().await;
+}
+
 /// A receiver that refuses a notification for good (404) is not retried:
 /// the refusal is counted, and nothing else is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

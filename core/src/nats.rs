@@ -183,7 +183,10 @@ pub async fn ordered_reader(
     consumer.messages().await.map_err(|e| e.to_string())
 }
 
-/// Opens a KV bucket, creating its stream when missing.
+/// Opens a KV bucket, creating its stream when missing, and sets an
+/// existing bucket's `max_age` (0: unlimited) to `max_age` when it differs,
+/// so a changed setting applies to a bucket made before. A bucket whose max
+/// age cannot be changed (no permission) is used as it is, with a warning.
 ///
 /// The stream is created directly with the KV layout (`KV_<bucket>`,
 /// subjects `$KV.<bucket>.>`, one message per subject per history entry,
@@ -197,7 +200,29 @@ pub async fn ensure_kv(
     replicas: usize,
 ) -> Result<jetstream::kv::Store, NatsError> {
     if let Ok(kv) = js.get_key_value(bucket).await {
-        return Ok(kv);
+        let current = &kv.stream.cached_info().config;
+        if current.max_age == max_age {
+            return Ok(kv);
+        }
+        let mut config = current.clone();
+        config.max_age = max_age;
+        config.duplicate_window = kv_duplicate_window(max_age);
+        return match js.update_stream(config).await {
+            Ok(_) => {
+                tracing::info!(
+                    bucket,
+                    max_age_secs = max_age.as_secs(),
+                    "bucket max age updated"
+                );
+                js.get_key_value(bucket)
+                    .await
+                    .map_err(|e| NatsError::Request(format!("bucket {bucket}: {e}")))
+            }
+            Err(err) => {
+                tracing::warn!(bucket, max_age_secs = max_age.as_secs(), error = %err, "cannot update the bucket's max age; keeping the one it has");
+                Ok(kv)
+            }
+        };
     }
     let config = StreamConfig {
         name: format!("KV_{bucket}"),
@@ -211,11 +236,7 @@ pub async fn ensure_kv(
         allow_direct: true,
         num_replicas: replicas.max(1),
         discard: DiscardPolicy::New,
-        duplicate_window: Duration::from_secs(120).min(if max_age.is_zero() {
-            Duration::from_secs(120)
-        } else {
-            max_age
-        }),
+        duplicate_window: kv_duplicate_window(max_age),
         ..Default::default()
     };
     js.create_or_update_stream(config)
@@ -224,6 +245,17 @@ pub async fn ensure_kv(
     js.get_key_value(bucket)
         .await
         .map_err(|e| NatsError::Request(format!("bucket {bucket}: {e}")))
+}
+
+/// A KV bucket's duplicate window: 2 minutes, but no longer than its max
+/// age (the server refuses a longer one).
+fn kv_duplicate_window(max_age: Duration) -> Duration {
+    let window = Duration::from_secs(120);
+    if max_age.is_zero() {
+        window
+    } else {
+        window.min(max_age)
+    }
 }
 
 /// The newest value of every key of KV bucket `bucket` that matches

@@ -101,6 +101,17 @@ fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     positive(d).map(Some)
 }
 
+/// A number strictly between 0 and 1 (not NaN).
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v > 0.0 && v < 1.0) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} must be greater than 0 and less than 1"
+        )));
+    }
+    Ok(v)
+}
+
 /// Names without an empty or repeated one.
 fn group_by<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let fields = Vec::<String>::deserialize(d)?;
@@ -168,6 +179,17 @@ pub struct AlerterConfig {
     /// System alert: consumers lagging behind the stream by more than this.
     #[serde(default = "default_max_lag_secs")]
     pub max_lag_secs: u64,
+    /// System alert `sluice-logs-expiring`: a durable consumer of every
+    /// subject whose oldest unacknowledged message is older than this
+    /// fraction of the stream's `[nats] max_age_secs`, so the stream would
+    /// soon delete records it has not processed (for the filterer: records
+    /// not yet filed). Over 0 and under 1; never fires when `max_age_secs`
+    /// is 0.
+    #[serde(
+        default = "default_unprocessed_expiry_warn_fraction",
+        deserialize_with = "fraction"
+    )]
+    pub unprocessed_expiry_warn_fraction: f64,
     /// System alert: ingest rate over this multiple of its usual rate.
     #[serde(default = "default_ingest_spike_factor")]
     pub ingest_spike_factor: f64,
@@ -199,6 +221,9 @@ fn default_max_groups() -> usize {
 fn default_max_lag_secs() -> u64 {
     300
 }
+fn default_unprocessed_expiry_warn_fraction() -> f64 {
+    0.5
+}
 fn default_ingest_spike_factor() -> f64 {
     5.0
 }
@@ -223,6 +248,7 @@ impl Default for AlerterConfig {
             silences: Vec::new(),
             system_receiver: None,
             max_lag_secs: default_max_lag_secs(),
+            unprocessed_expiry_warn_fraction: default_unprocessed_expiry_warn_fraction(),
             ingest_spike_factor: default_ingest_spike_factor(),
             query_url: None,
             max_groups: default_max_groups(),
@@ -404,6 +430,29 @@ comment = "migration"
             "[[alerter.rules]]\nname = \"r1\"\napp = \"x\"\nkind = \"every\"\nreceiver = \"ops\"\n"
         );
         assert!(error_of(&twice).contains("twice"));
+    }
+
+    #[test]
+    fn the_expiry_warn_fraction_is_between_0_and_1() {
+        assert_eq!(
+            Config::parse("")
+                .unwrap()
+                .alerter
+                .unprocessed_expiry_warn_fraction,
+            0.5
+        );
+        let c = Config::parse("[alerter]\nunprocessed_expiry_warn_fraction = 0.8\n").unwrap();
+        assert_eq!(c.alerter.unprocessed_expiry_warn_fraction, 0.8);
+        for bad in ["0", "0.0", "1", "1.0", "1.5", "-0.2", "nan"] {
+            let err = error_of(&format!(
+                "[alerter]\nunprocessed_expiry_warn_fraction = {bad}\n"
+            ));
+            assert!(
+                err.contains("unprocessed_expiry_warn_fraction")
+                    && err.contains("greater than 0 and less than 1"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

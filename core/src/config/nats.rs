@@ -1,6 +1,8 @@
-//! `[nats]`: how to reach NATS and how the `LOGS` stream is set up.
+//! `[nats]`: how to reach NATS and how the `LOGS` stream and the KV
+//! buckets are set up.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -43,7 +45,10 @@ pub struct NatsConfig {
     /// Stream replicas (3 in a production cluster).
     #[serde(default = "default_replicas")]
     pub replicas: usize,
-    /// How long the stream keeps records.
+    /// How long the stream keeps records (0: until `max_bytes` is
+    /// reached). A consumer whose oldest unprocessed record gets near this
+    /// age raises the `sluice-logs-expiring` system alert (see `[alerter]
+    /// unprocessed_expiry_warn_fraction`).
     #[serde(default = "default_max_age_secs")]
     pub max_age_secs: u64,
     /// JetStream's duplicate window: a batch re-sent within it is dropped.
@@ -57,6 +62,13 @@ pub struct NatsConfig {
     /// How long to wait for a JetStream acknowledgement before retrying.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// How long the KV bucket `sluice_partitions` (the filterer's
+    /// partitions written since their last compaction) keeps a partition
+    /// not written for this many days (0: forever). Such a partition has
+    /// long been compacted, so its entry is only growth; one written again
+    /// later (a late record) is marked anew.
+    #[serde(default = "default_partitions_max_age_days")]
+    pub partitions_max_age_days: u64,
 }
 
 fn default_stream() -> String {
@@ -77,6 +89,9 @@ fn default_max_bytes() -> i64 {
 fn default_ack_timeout_ms() -> u64 {
     5_000
 }
+fn default_partitions_max_age_days() -> u64 {
+    30
+}
 
 impl Default for NatsConfig {
     fn default() -> Self {
@@ -96,6 +111,7 @@ impl Default for NatsConfig {
             duplicate_window_secs: default_duplicate_window_secs(),
             max_bytes: default_max_bytes(),
             ack_timeout_ms: default_ack_timeout_ms(),
+            partitions_max_age_days: default_partitions_max_age_days(),
         }
     }
 }
@@ -106,6 +122,12 @@ impl NatsConfig {
         self.url.as_deref().unwrap_or("nats://127.0.0.1:4222")
     }
 
+    /// The max age of the KV bucket `sluice_partitions`
+    /// ([`Duration::ZERO`]: unlimited).
+    pub fn partitions_max_age(&self) -> Duration {
+        Duration::from_secs(self.partitions_max_age_days.saturating_mul(24 * 3600))
+    }
+
     pub(super) fn apply_env(&mut self) {
         if self.password.is_none() {
             self.password = std::env::var("SLUICE_NATS_PASSWORD").ok();
@@ -113,5 +135,29 @@ impl NatsConfig {
         if self.token.is_none() {
             self.token = std::env::var("SLUICE_NATS_TOKEN").ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    #[test]
+    fn the_partitions_bucket_keeps_30_days_unless_configured() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.nats.partitions_max_age_days, 30);
+        assert_eq!(
+            c.nats.partitions_max_age(),
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        let c = Config::parse("[nats]\npartitions_max_age_days = 0\n").unwrap();
+        assert_eq!(c.nats.partitions_max_age(), Duration::ZERO);
+        let c = Config::parse("[nats]\npartitions_max_age_days = 7\n").unwrap();
+        assert_eq!(
+            c.nats.partitions_max_age(),
+            Duration::from_secs(7 * 24 * 3600)
+        );
     }
 }
