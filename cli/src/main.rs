@@ -6,6 +6,8 @@
 //! sluice aggregator --config F            error groups, owners, hourly counts
 //! sluice alerter --config F               alert rules and notification delivery
 //! sluice query --config F                 the search API (/api/v1)
+//! sluice expiry --config F                retention: move aged partitions cold, delete expired ones
+//! sluice expiry plan|run --once|lifecycle|audit --config F
 //! sluice search 'query' [--app A] [--since 1h]   records from the query service
 //! sluice tail 'query' [--app A]           new matching records as they arrive
 //! sluice request <id>                     one request across apps and services
@@ -32,6 +34,7 @@ use sluice_core::config::{
 };
 
 mod alerts;
+mod expiry;
 mod read;
 
 #[derive(Parser)]
@@ -86,6 +89,15 @@ enum Cmd {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run the expiry role (retention and the cold tier), or one of its
+    /// commands.
+    Expiry {
+        /// Configuration file.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<expiry::ExpiryCmd>,
     },
     /// Search every app's logs through the query service.
     Search {
@@ -174,6 +186,25 @@ fn main() -> ExitCode {
         Cmd::Query { config } => serve(&config, |c| {
             sluice_query::run(c, sluice_core::shutdown::signal())
         }),
+        Cmd::Expiry { config, command } => {
+            let Some(path) = config else {
+                eprintln!("error: sluice expiry needs --config FILE");
+                return ExitCode::from(2);
+            };
+            match command {
+                None | Some(expiry::ExpiryCmd::Run { once: false }) => serve(&path, |c| {
+                    sluice_expiry::run(c, sluice_core::shutdown::signal())
+                }),
+                Some(command) => {
+                    let config = match load(&path) {
+                        Ok(c) => c,
+                        Err(code) => return code,
+                    };
+                    sluice_core::telemetry::init();
+                    run_role(expiry::run(config, command))
+                }
+            }
+        }
         Cmd::Search {
             query,
             filters,
@@ -261,6 +292,7 @@ fn validate(config: &Config) -> anyhow::Result<()> {
     sluice_aggregator::validate(config)?;
     sluice_alerter::validate(config)?;
     sluice_query::validate(config)?;
+    sluice_expiry::validate(config)?;
     Ok(())
 }
 
@@ -478,6 +510,7 @@ fn up(config_path: Option<&Path>, data_dir: &Path, nats_port: u16) -> anyhow::Re
             ),
             spawn_role("alerter", sluice_alerter::run(config.clone(), stopped())),
             spawn_role("query", sluice_query::run(config.clone(), stopped())),
+            spawn_role("expiry", sluice_expiry::run(config.clone(), stopped())),
         ];
         let (names, mut handles): (Vec<&str>, Vec<_>) = roles.into_iter().unzip();
         // The banner once every role has bound its ports; the signal, or

@@ -11,6 +11,17 @@
 //! `<kind>-<ULID>-<writer>.ndjson.gz`: `part` for blobs written while an hour
 //! is open, `compact` for the sorted, de-duplicated blobs compaction makes.
 //! The ULID makes names unique across writers and sorts them by creation.
+//!
+//! Expiry leaves markers (names starting with `_`, which Hive-style readers
+//! skip) that every reader obeys:
+//!
+//! ```text
+//! <prefix>/app=<app>/dt=…/hour=HH/_sluice_expiring     being deleted: readers skip the partition's objects in that store
+//! <prefix>/app=<app>/dt=…/hour=HH/_sluice_moving       (hot store) being moved; what the move is, for resuming it
+//! <cold>/app=<app>/dt=…/hour=HH/_sluice_moved          (cold store) the copies are complete and verified: readers
+//!                                                       read them, and skip hot blobs of the same name
+//! <prefix>/app=<app>/_sluice_expired_before=YYYY-MM-DDTHH   every hour before this one was deleted by retention
+//! ```
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
@@ -20,6 +31,36 @@ use crate::time::NS_PER_HOUR as HOUR_NS;
 pub const BLOB_SUFFIX: &str = ".ndjson.gz";
 /// Suffix of a blob's sidecar index.
 pub const INDEX_SUFFIX: &str = ".ndjson.gz.idx";
+
+/// Marker of a partition being deleted (see the module doc).
+pub const EXPIRING_MARKER: &str = "_sluice_expiring";
+/// Marker of a partition being moved to the cold store, in the hot store.
+pub const MOVING_MARKER: &str = "_sluice_moving";
+/// Marker of a partition whose cold copies are complete, in the cold store.
+pub const MOVED_MARKER: &str = "_sluice_moved";
+/// Name prefix of an app's expired-before marker.
+const EXPIRED_PREFIX: &str = "_sluice_expired_before=";
+
+/// The name of the marker saying every hour of an app before `hour` was
+/// deleted by retention: `_sluice_expired_before=YYYY-MM-DDTHH`.
+pub fn expired_marker(hour: i64) -> String {
+    let p = Partition {
+        app: String::new(),
+        hour,
+    };
+    format!(
+        "{EXPIRED_PREFIX}{}T{}",
+        p.date(),
+        &p.prefix()[p.prefix().len() - 2..]
+    )
+}
+
+/// Parses [`expired_marker`] back into its hour.
+pub fn parse_expired_marker(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix(EXPIRED_PREFIX)?;
+    let (date, hour) = rest.split_once('T')?;
+    Partition::from_parts("x", date, hour).map(|p| p.hour)
+}
 
 /// One app's hour: the unit of filing and compaction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -181,6 +222,21 @@ mod tests {
             assert!(Partition::parse_key(bad).is_none(), "{bad}");
         }
         assert!(Partition::from_kv_key("a.b").is_none());
+    }
+
+    #[test]
+    fn expired_markers_parse_back() {
+        let p = Partition::of("shop", parse_ts("2026-01-02T03:04:05Z").unwrap());
+        let name = expired_marker(p.hour);
+        assert_eq!(name, "_sluice_expired_before=2026-01-02T03");
+        assert_eq!(parse_expired_marker(&name), Some(p.hour));
+        for bad in [
+            "_sluice_expired_before=2026-01-02",
+            "x",
+            "_sluice_expired_before=2026-01-02T3",
+        ] {
+            assert_eq!(parse_expired_marker(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! every consumer of `LOGS` makes and the [`deadletter`] stream it sets
 //! refused messages aside on, the one TOML [`config`] schema, [`nats`]
 //! connection and stream helpers, the one compare-and-set loop on JetStream
-//! [`kv`], the [`time`] units and timestamp scanners, the object [`store`],
+//! [`kv`] and the partition [`claims`] made with it, the [`audit`] stream, the [`time`] units and timestamp scanners, the object [`store`],
 //! the [`role`] runtime every long-running process is built on (lifecycle,
 //! the [`admin`] endpoint, set-up retry with the one [`backoff`]) and
 //! [`telemetry`] set-up. The harness that starts real servers for
@@ -14,7 +14,9 @@
 
 pub mod admin;
 pub mod aggregates;
+pub mod audit;
 pub mod backoff;
+pub mod claims;
 pub mod codec;
 pub mod config;
 pub mod deadletter;

@@ -241,6 +241,12 @@ pub async fn get_bytes(store: &dyn ObjectStore, key: &Path) -> object_store::Res
         .await
 }
 
+/// Whether reading an object failed because its storage class needs a
+/// restore first (S3 `InvalidObjectState`: `GLACIER`, `DEEP_ARCHIVE`).
+pub fn needs_restore(err: &object_store::Error) -> bool {
+    chain_text(err).contains("InvalidObjectState")
+}
+
 /// S3 error codes that no amount of retrying fixes: bad credentials, a
 /// missing or misnamed bucket, a wrong region.
 const PERMANENT_S3_CODES: &[&str] = &[

@@ -5,10 +5,8 @@
 //! * Which hours: every blob write marks its partition dirty in the JetStream
 //!   KV bucket `sluice_partitions` (key `<app>.<date>.<hour>`, value the
 //!   time). Compaction looks only at dirty, closed partitions.
-//! * One compactor per partition: a claim in the KV bucket
-//!   `sluice_compaction_claims` made with create (compare-and-set on "absent");
-//!   a restarted instance takes over the claims of its earlier run, and the
-//!   bucket's max age releases those of an instance that never returns.
+//! * One compactor per partition, and never one while expiry moves or
+//!   deletes it: the partition's claim ([`sluice_core::claims`]).
 //! * Order: outputs are stored (blob, then sidecar) before any input is
 //!   deleted, so a crash leaves duplicates — which readers drop by `id` and
 //!   the next compaction removes — never a gap.
@@ -33,7 +31,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use sluice_core::Record;
 use sluice_core::index::{IndexBuilder, Replaces};
-use sluice_core::kv::{self as cas, Decision};
+use sluice_core::kv as cas;
 use sluice_core::layout::{BLOB_SUFFIX, BlobKind, INDEX_SUFFIX, Partition};
 use sluice_core::record::now_nanos;
 use sluice_core::store::Store;
@@ -273,48 +271,7 @@ pub async fn run(
     }
 }
 
-/// Claims `key` for `claimant` (`<instance>:<process start>`): creates the
-/// claim when absent, and takes over a claim left by an earlier run of the
-/// same instance (it died holding it). A claim of another live instance is
-/// respected; one of a dead instance expires with the bucket's max age.
-/// At most two attempts, each deciding on what the key holds.
-pub async fn claim(claims: &Kv, key: &str, claimant: &str) -> bool {
-    let value = bytes::Bytes::from(claimant.to_string());
-    let updated = cas::update(claims, key, 2, |current| {
-        let Some(held) = current.value() else {
-            return Decision::Write {
-                value: value.clone(),
-                outcome: (),
-            };
-        };
-        let held_by = String::from_utf8_lossy(held);
-        if !takes_over(&held_by, claimant) {
-            return Decision::Done(());
-        }
-        tracing::info!(partition = key, previous = %held_by, "taking over a compaction claim from an earlier run");
-        Decision::Write {
-            value: value.clone(),
-            outcome: (),
-        }
-    })
-    .await;
-    match updated {
-        Ok(updated) => updated.revision.is_some(),
-        Err(err) => {
-            if !err.is_conflict() {
-                tracing::debug!(partition = key, error = %err, "cannot claim a partition");
-            }
-            false
-        }
-    }
-}
-
-/// Whether a claim `held_by` is one `claimant` takes over: another run
-/// (`:<process start>`) of the same instance.
-fn takes_over(held_by: &str, claimant: &str) -> bool {
-    let instance = |c: &str| c.rsplit_once(':').map(|(i, _)| i.to_string());
-    held_by != claimant && instance(held_by).is_some() && instance(held_by) == instance(claimant)
-}
+pub use sluice_core::claims::claim;
 
 /// One pass over the dirty partitions.
 pub async fn pass(
@@ -378,24 +335,7 @@ pub async fn pass(
                 tracing::warn!(partition = %partition.prefix(), error = %err, "compaction failed, will retry");
             }
         }
-        let _ = claims.delete(&key).await;
+        sluice_core::claims::release(claims, &key).await;
     }
     Ok(done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_an_earlier_run_of_the_same_instance_is_taken_over() {
-        assert!(takes_over("f1:100", "f1:200"));
-        assert!(!takes_over("f1:200", "f1:200"), "already ours");
-        assert!(!takes_over("f2:100", "f1:200"), "another instance");
-        assert!(!takes_over("f1", "f1:200"), "not a claimant");
-        assert!(!takes_over("", "f1:200"));
-        // The instance is everything before the last colon.
-        assert!(takes_over("a:b:1", "a:b:2"));
-        assert!(!takes_over("a:1", "a:b:2"));
-    }
 }

@@ -71,7 +71,7 @@ pub const DEADLETTER_SUBJECT: &str = "sluice.deadletter.filterer";
 /// KV bucket of partitions written since their last compaction.
 pub const DIRTY_BUCKET: &str = "sluice_partitions";
 /// KV bucket of compaction claims.
-pub const CLAIMS_BUCKET: &str = "sluice_compaction_claims";
+pub const CLAIMS_BUCKET: &str = sluice_core::claims::BUCKET;
 
 /// Why the filterer could not start.
 pub type FiltererError = RoleError;
@@ -289,10 +289,16 @@ async fn setup(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let dirty =
-        sluice_core::nats::ensure_kv(js, DIRTY_BUCKET, Duration::ZERO, config.nats.replicas)
-            .await
-            .map_err(|e| e.to_string())?;
+    // A partition not written for `[nats] partitions_max_age_days` has
+    // long been compacted: its key is dropped rather than kept forever.
+    let dirty = sluice_core::nats::ensure_kv(
+        js,
+        DIRTY_BUCKET,
+        config.nats.partitions_max_age(),
+        config.nats.replicas,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     // A claim of a compactor that died expires.
     let claims = sluice_core::nats::ensure_kv(
         js,

@@ -21,7 +21,7 @@
 //!
 //! Each section has its own module: `nats`, `agent` (with `files`,
 //! `syslog` and `http`), `store`, `filterer`, `receivers`, `aggregator`,
-//! `alerter`, `query`; the shared value types are in `values`, the admin endpoint of
+//! `alerter`, `query`, `expiry` (with `[cold_store]`); the shared value types are in `values`, the admin endpoint of
 //! every process in `admin`, and the placing of errors in `locate`.
 //!
 //! Secrets may stay out of the file: `[nats] password` and `token` fall back
@@ -37,6 +37,7 @@ mod admin;
 mod agent;
 mod aggregator;
 mod alerter;
+mod expiry;
 mod filterer;
 mod locate;
 mod nats;
@@ -53,6 +54,7 @@ pub use agent::{
 };
 pub use aggregator::{AggregatorConfig, OwnerConfig};
 pub use alerter::{AlerterConfig, GROUP_BY_FIELDS, RuleConfig, RuleKind, SilenceConfig};
+pub use expiry::{ColdStoreConfig, ExpiryConfig, ExpiryRuleConfig, Retention};
 pub use filterer::{FiltererConfig, MIN_BLOB_BYTES};
 pub use nats::NatsConfig;
 pub use query::{QueryConfig, TokenConfig};
@@ -112,6 +114,13 @@ pub struct Config {
     /// The search API (`sluice query`).
     #[serde(default)]
     pub query: QueryConfig,
+    /// Retention and the cold tier (`sluice expiry`).
+    #[serde(default)]
+    pub expiry: ExpiryConfig,
+    /// Where partitions move when a retention says so (read by the
+    /// expiry role and the query service).
+    #[serde(default)]
+    pub cold_store: Option<ColdStoreConfig>,
 }
 
 impl Config {
@@ -136,6 +145,9 @@ impl Config {
         config.agent.apply_env();
         receivers::apply_env(&mut config.receivers);
         config.query.apply_env();
+        if let Some(cold) = &mut config.cold_store {
+            cold.apply_env();
+        }
         config.check().map_err(|issue| issue.render(text))?;
         Ok(config)
     }
@@ -148,6 +160,7 @@ impl Config {
         self.aggregator.check(&receivers)?;
         self.alerter.check(&receivers)?;
         self.query.check()?;
+        self.expiry.check(self.cold_store.as_ref())?;
         Ok(())
     }
 }
