@@ -163,21 +163,16 @@ pub async fn run(config: Config, command: ExpiryCmd) -> anyhow::Result<()> {
         }
         ExpiryCmd::Lifecycle => {
             let expiry = expiry(&config)?;
-            let apps = sluice_expiry::walk::apps(&expiry.hot)
+            let apps = sluice_core::store::apps(&expiry.hot)
                 .await
                 .context("listing the apps")?;
+            // The bucket can only change the storage class in place.
             let cold = match &config.cold_store {
                 None => ColdPlace::None,
-                Some(c)
-                    if c.url.trim_end_matches('/') == config.store.url.trim_end_matches('/')
-                        && c.endpoint == config.store.endpoint =>
-                {
-                    match &c.storage_class {
-                        Some(class) => ColdPlace::SameBucket(class.clone()),
-                        None => ColdPlace::Elsewhere,
-                    }
-                }
-                Some(_) => ColdPlace::Elsewhere,
+                Some(c) => match &c.storage_class {
+                    Some(class) => ColdPlace::SameBucket(class.clone()),
+                    None => ColdPlace::Elsewhere,
+                },
             };
             let (value, notes) = lifecycle(&apps, &expiry.rules, expiry.hot.prefix.as_ref(), &cold);
             println!("{}", serde_json::to_string_pretty(&value)?);

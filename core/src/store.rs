@@ -233,6 +233,20 @@ impl Store {
     }
 }
 
+/// The apps with filed logs: the valid `app=<name>/` prefixes under the
+/// store's prefix (one delimited list), sorted.
+pub async fn apps(store: &Store) -> object_store::Result<Vec<String>> {
+    let listed = store.inner.list_with_delimiter(Some(&store.prefix)).await?;
+    let mut apps: Vec<String> = listed
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename()?.strip_prefix("app=").map(String::from))
+        .filter(|a| crate::names::is_valid(a))
+        .collect();
+    apps.sort();
+    Ok(apps)
+}
+
 /// Reads a whole object.
 pub async fn get_bytes(store: &dyn ObjectStore, key: &Path) -> object_store::Result<bytes::Bytes> {
     object_store::ObjectStoreExt::get(store, key)

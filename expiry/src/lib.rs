@@ -172,7 +172,7 @@ impl Expiry {
     /// out and audited; without, it is a dry run that changes nothing.
     pub async fn pass(&self, nats: Option<&Nats>, now_ns: i64) -> Result<Report, String> {
         self.metrics.requests("list", 1);
-        let apps = walk::apps(&self.hot)
+        let apps = sluice_core::store::apps(&self.hot)
             .await
             .map_err(|e| format!("listing the apps of {}: {e}", self.hot.url))?;
         let mut report = Report::default();

@@ -26,9 +26,11 @@ pub const MAX_RULES: usize = 1000;
 pub enum ColdPlace {
     /// No cold store.
     None,
-    /// The hot store's own bucket and prefix, with this storage class.
+    /// A cold store whose copies get this storage class: the bucket's
+    /// rules change the class in place instead of moving the objects.
     SameBucket(String),
-    /// Anywhere else: lifecycle rules cannot move objects there.
+    /// A cold store without a storage class: lifecycle rules cannot move
+    /// objects to another bucket or prefix.
     Elsewhere,
 }
 
@@ -46,6 +48,7 @@ pub fn lifecycle(
         "S3 expires objects asynchronously and one by one: a search may see part of an hour for a day or two".to_string(),
     ];
     let days = |ns: i64| ns / NS_PER_DAY;
+    let mut noted_in_place = false;
     let base = if prefix.is_empty() {
         String::new()
     } else {
@@ -64,6 +67,10 @@ pub fn lifecycle(
                 ColdPlace::SameBucket(class) => {
                     entry["Transitions"] = json!([{ "Days": days(c), "StorageClass": class }]);
                     acts = true;
+                    if !noted_in_place {
+                        notes.push(format!("the bucket changes the storage class to {class} in place; it does not move objects to [cold_store]"));
+                        noted_in_place = true;
+                    }
                 }
                 ColdPlace::None | ColdPlace::Elsewhere => notes.push(format!(
                     "app {app}: moving to a cold store in another bucket or prefix after {} days cannot be expressed; only the deletion is",

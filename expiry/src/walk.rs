@@ -46,19 +46,6 @@ pub fn day_start(hour: i64) -> i64 {
     hour.div_euclid(per_day) * per_day
 }
 
-/// The apps of a store: its `app=` prefixes.
-pub async fn apps(store: &Store) -> object_store::Result<Vec<String>> {
-    let root = store.key("");
-    let root = (!root.as_ref().is_empty()).then_some(root);
-    let listed = store.inner.list_with_delimiter(root.as_ref()).await?;
-    Ok(listed
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("app=").map(str::to_string))
-        .filter(|app| sluice_core::names::is_valid(app))
-        .collect())
-}
-
 /// One app's days and markers in `store`.
 pub async fn app(store: &Store, app: &str) -> object_store::Result<AppListing> {
     let listed = store

@@ -43,7 +43,12 @@ pub const ROLE: &str = "query";
 
 /// The role's configuration check: the store URL can be used.
 pub fn validate(config: &Config) -> Result<(), RoleError> {
-    sluice_core::store::check(&config.store).map_err(|e| RoleError::Store(e.to_string()))
+    sluice_core::store::check(&config.store).map_err(|e| RoleError::Store(e.to_string()))?;
+    if let Some(cold) = &config.cold_store {
+        sluice_core::store::check(&cold.store())
+            .map_err(|e| RoleError::Store(format!("[cold_store]: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Serves the API until `shutdown` completes.
@@ -52,8 +57,17 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RoleError> {
     let qcfg = config.query.clone();
-    let store =
+    let hot =
         sluice_core::store::open(&config.store).map_err(|e| RoleError::Store(e.to_string()))?;
+    // Partitions expiry moved are searched where they went.
+    let cold = match &config.cold_store {
+        Some(cold) => Some(
+            sluice_core::store::open(&cold.store())
+                .map_err(|e| RoleError::Store(format!("[cold_store]: {e}")))?,
+        ),
+        None => None,
+    };
+    let store = search::Tiers { hot, cold };
     let mut registry = Registry::default();
     let metrics = QueryMetrics::register(&mut registry);
     // Everything the filterer may not have filed yet: its flush interval

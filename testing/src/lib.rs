@@ -13,6 +13,7 @@
 //! | [`s3`] | `s3s-fs`, an S3-compatible server |
 //! | [`browser`] | headless Chromium over WebDriver |
 //! | [`hooks`] | a webhook receiver |
+//! | [`filed`] | blobs and sidecars written straight into a store, and read back |
 //! | [`stream`] | publishing to and reading back the `LOGS` stream |
 //! | [`misfiled`] | messages that write past their subject, and the dead letters |
 //! | [`metrics`], [`net`] | metrics text and admin endpoints |
@@ -23,6 +24,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod filed;
 pub mod hooks;
 pub mod metrics;
 pub mod misfiled;

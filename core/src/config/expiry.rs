@@ -353,6 +353,9 @@ storage_class = "GLACIER_IR"
         assert!(e.contains("a second rule for app \"shop\""), "{e}");
         assert!(e.contains("line 5"), "{e}");
 
+        let e = err("[store]\nurl = \"/tmp/s\"\n[cold_store]\nurl = \"/tmp/s/\"\n");
+        assert!(e.contains("the cold store is the [store] itself"), "{e}");
+
         let e = err("[expiry]\nmin_write_age_hours = -1\n");
         assert!(e.contains("min_write_age_hours"), "{e}");
         let e = err("[expiry]\nbogus = 1\n");

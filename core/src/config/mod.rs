@@ -161,6 +161,16 @@ impl Config {
         self.alerter.check(&receivers)?;
         self.query.check()?;
         self.expiry.check(self.cold_store.as_ref())?;
+        if let Some(cold) = &self.cold_store {
+            let same =
+                |a: &str, b: &str| a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/');
+            if same(&cold.url, &self.store.url) && cold.endpoint == self.store.endpoint {
+                return Err(Issue::at(
+                    &[locate::Step::Key("cold_store"), locate::Step::Key("url")],
+                    "the cold store is the [store] itself: give it another bucket or prefix (a storage class alone cannot tell the copies from the originals)",
+                ));
+            }
+        }
         Ok(())
     }
 }

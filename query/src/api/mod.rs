@@ -71,21 +71,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use object_store::ObjectStore;
 use serde_json::json;
 use sluice_core::config::{AlerterConfig, QueryConfig, TokenConfig};
-use sluice_core::store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::QueryMetrics;
 use crate::recent::Window;
-use crate::search::{Order, Request, SidecarCache, StoreUnreachable};
+use crate::search::{Order, Request, SidecarCache, StoreUnreachable, Tiers};
 use params::Filters;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct Api {
-    pub store: Store,
+    pub store: Tiers,
     pub sidecars: Arc<SidecarCache>,
     pub config: Arc<QueryConfig>,
     /// The alerter's rules and silences: which app each alert concerns.
@@ -243,20 +241,24 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The apps that have filed logs (`app=<name>/` under the store's prefix).
-async fn filed_apps(store: &Store) -> Result<Vec<String>, ApiError> {
-    let listed = store
-        .inner
-        .list_with_delimiter(Some(&store.prefix))
+/// The apps that have filed logs, hot or cold.
+async fn filed_apps(stores: &Tiers) -> Result<Vec<String>, ApiError> {
+    let unreachable = |e: object_store::Error| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store: {e}"))
+    };
+    let mut apps = sluice_core::store::apps(&stores.hot)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store: {e}")))?;
-    let mut apps: Vec<String> = listed
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("app=").map(String::from))
-        .filter(|a| sluice_core::names::is_valid(a))
-        .collect();
-    apps.sort();
+        .map_err(unreachable)?;
+    if let Some(cold) = &stores.cold {
+        apps.extend(sluice_core::store::apps(cold).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the cold store: {e}"),
+            )
+        })?);
+        apps.sort();
+        apps.dedup();
+    }
     Ok(apps)
 }
 

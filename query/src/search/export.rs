@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
+use super::Tiered;
 use bytes::Bytes;
 use sluice_core::Record;
-use sluice_core::store::Store;
 use tokio::sync::mpsc;
 
 use super::plan::{Planned, plan};
@@ -44,7 +44,7 @@ pub enum Ended {
 /// Plans the export of `request` (with its `limit` the most records sent):
 /// fails, before anything is sent, when the store cannot be listed.
 pub async fn export(
-    store: &Store,
+    store: &dyn Tiered,
     sidecars: &SidecarCache,
     request: Request,
     recent: Option<&Window>,
@@ -66,7 +66,7 @@ impl Export {
     /// it ended.
     pub async fn run(
         self,
-        store: &Store,
+        store: &dyn Tiered,
         sidecars: &SidecarCache,
         tx: mpsc::Sender<Bytes>,
     ) -> (Stats, Ended) {

@@ -20,9 +20,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::Tiered;
 use serde::Serialize;
 use sluice_core::index::BlobIndex;
-use sluice_core::store::Store;
 use sluice_core::{Level, Record};
 
 use super::plan::{Candidate, plan};
@@ -62,7 +62,7 @@ pub struct Series {
 /// Counts `request`'s matches per step of `step_ns`, split `by`. The range
 /// must be finite (`to_ns` not `i64::MAX`).
 pub async fn hits(
-    store: &Store,
+    store: &dyn Tiered,
     sidecars: &SidecarCache,
     request: &Request,
     recent: Option<&Window>,
@@ -80,7 +80,7 @@ pub async fn hits(
 }
 
 async fn hits_once(
-    store: &Store,
+    store: &dyn Tiered,
     sidecars: &SidecarCache,
     request: &Request,
     recent: Option<&Window>,

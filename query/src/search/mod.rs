@@ -37,6 +37,38 @@ pub use page::{Seen, search};
 pub use read::{Keep, Scanned, scan};
 pub use sidecars::SidecarCache;
 
+/// Where a search reads filed logs: the hot store, and the cold store
+/// when one is configured. A plain [`Store`] is a hot store alone.
+pub trait Tiered: Send + Sync {
+    fn hot(&self) -> &Store;
+    fn cold(&self) -> Option<&Store>;
+}
+
+impl Tiered for Store {
+    fn hot(&self) -> &Store {
+        self
+    }
+    fn cold(&self) -> Option<&Store> {
+        None
+    }
+}
+
+/// The hot store and, optionally, the cold one.
+#[derive(Debug, Clone)]
+pub struct Tiers {
+    pub hot: Store,
+    pub cold: Option<Store>,
+}
+
+impl Tiered for Tiers {
+    fn hot(&self) -> &Store {
+        &self.hot
+    }
+    fn cold(&self) -> Option<&Store> {
+        self.cold.as_ref()
+    }
+}
+
 /// The store could not be listed.
 #[derive(Debug, thiserror::Error)]
 #[error("the store cannot be read: {0}")]
@@ -93,6 +125,7 @@ impl By {
 
 use serde::Serialize;
 use sluice_core::Record;
+use sluice_core::store::Store;
 
 use crate::lang::{Expr, LineFilter};
 
@@ -215,6 +248,20 @@ pub struct Stats {
     /// Compaction inputs left unread because every output of their
     /// compaction is listed beside them (the outputs hold their records).
     pub skipped_replaced: u64,
+    /// Hot blobs left unread because their verified copies in the cold
+    /// store are read instead (a move not yet finished).
+    pub skipped_moved: u64,
+    /// Partitions in range read from the cold store.
+    pub cold_partitions: u64,
+    /// Partitions in range being deleted by retention: not shown.
+    pub expiring_partitions: u64,
+    /// Per app whose range reaches hours deleted by retention: which.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<String>,
+    /// Cold partitions whose storage class needs a restore before they can
+    /// be read (their blobs are not searched; the answer is partial).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore_needed: Vec<String>,
     pub blobs_read: u64,
     /// Of those, blobs whose decompressed body was still in memory.
     pub blobs_cached: u64,
@@ -256,6 +303,15 @@ impl Stats {
         self.skipped_by_bloom += more.skipped_by_bloom;
         self.skipped_by_order += more.skipped_by_order;
         self.skipped_replaced += more.skipped_replaced;
+        self.skipped_moved += more.skipped_moved;
+        self.cold_partitions += more.cold_partitions;
+        self.expiring_partitions += more.expiring_partitions;
+        self.expired.extend(more.expired.iter().cloned());
+        for p in &more.restore_needed {
+            if !self.restore_needed.contains(p) {
+                self.restore_needed.push(p.clone());
+            }
+        }
         self.blobs_read += more.blobs_read;
         self.blobs_cached += more.blobs_cached;
         self.sidecars_unreadable += more.sidecars_unreadable;

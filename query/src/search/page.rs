@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::Tiered;
 use sluice_core::Record;
-use sluice_core::store::Store;
 
 use super::plan::{Candidate, plan};
 use futures::StreamExt;
@@ -23,7 +23,7 @@ pub const MAX_IDS_COUNTED: usize = 1 << 20;
 /// when the store cannot be listed; a blob that cannot be read makes the
 /// answer partial.
 pub async fn search(
-    store: &Store,
+    store: &dyn Tiered,
     sidecars: &SidecarCache,
     request: &Request,
     recent: Option<&Window>,
@@ -38,7 +38,7 @@ pub async fn search(
 }
 
 async fn search_once(
-    store: &Store,
+    store: &dyn Tiered,
     sidecars: &SidecarCache,
     request: &Request,
     recent: Option<&Window>,

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use object_store::path::Path;
 use sluice_core::Record;
+use sluice_core::layout::Partition;
 use sluice_core::store::{Store, get_bytes};
 
 use crate::lang::LineFilter;
 
 use super::bodies::BodyCache;
 use super::plan::Candidate;
-use super::{By, Request, Stats};
+use super::{By, Request, Stats, Tiered};
 
 /// Blobs read at once.
 pub const READ_CONCURRENCY: usize = 8;
@@ -46,6 +47,8 @@ pub struct Scanned {
     pub gone: bool,
     /// Its body came from the cache: no store request.
     pub cached: bool,
+    /// A cold blob whose storage class needs a restore: its key.
+    pub restore_needed: Option<String>,
 }
 
 impl Scanned {
@@ -66,12 +69,18 @@ impl Scanned {
             stats.errors.push(err.clone());
         }
         stats.listing_stale |= self.gone;
+        if let Some(key) = &self.restore_needed {
+            stats.partial = true;
+            if !stats.restore_needed.contains(key) {
+                stats.restore_needed.push(key.clone());
+            }
+        }
     }
 }
 
 /// Reads `wave` with bounded concurrency, in its order.
 pub async fn read_wave(
-    store: &Store,
+    store: &dyn Tiered,
     request: &Arc<Request>,
     wave: &[Candidate],
     keep: Keep,
@@ -85,7 +94,7 @@ pub async fn read_wave(
 /// in their order; dropping the stream stops what has not started. With
 /// `bodies`, decompressed bodies are taken from and kept in it.
 pub fn read_in_order(
-    store: &Store,
+    store: &dyn Tiered,
     bodies: Option<Arc<BodyCache>>,
     request: &Arc<Request>,
     candidates: &[Candidate],
@@ -95,8 +104,13 @@ pub fn read_in_order(
     let reads: Vec<_> = candidates
         .iter()
         .map(|c| {
+            let from = if c.cold {
+                store.cold()
+            } else {
+                Some(store.hot())
+            };
             let blob = Blob {
-                store: store.clone(),
+                store: from.unwrap_or(store.hot()).clone(),
                 request: request.clone(),
                 filter: filter.clone(),
                 bodies: bodies.clone(),
@@ -130,6 +144,17 @@ impl Blob {
             Some(body) => Err(body),
             None => match get_bytes(store.inner.as_ref(), &key).await {
                 Ok(bytes) => Ok(bytes),
+                Err(err) if sluice_core::store::needs_restore(&err) => {
+                    return Scanned {
+                        restore_needed: Some(
+                            store
+                                .relative(&key)
+                                .and_then(|rel| Some(Partition::parse_key(&rel)?.0.prefix()))
+                                .unwrap_or_else(|| key.to_string()),
+                        ),
+                        ..Scanned::default()
+                    };
+                }
                 Err(err) => {
                     return Scanned {
                         gone: matches!(err, object_store::Error::NotFound { .. }),
