@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{DAY, Setup, Where, expected, file, partitions, request, visible};
+use common::{DAY, Setup, Where, expected, file_hot, partitions, request, visible};
 use sluice_core::layout::{MOVED_MARKER, Partition, parse_expired_marker};
 use sluice_core::record::now_nanos;
 use sluice_query::search::{SidecarCache, search};
@@ -52,15 +52,16 @@ async fn exactly_the_due_partitions_move_and_go() {
     let setup = Setup::start(RULES);
     let apps = ["shop", "debug-api", "billing"];
     let all = partitions(&apps, now_nanos(), 10 * 24);
-    let counts = file(&setup.hot, &all, 1, 2).await;
+    let counts = file_hot(&setup.s3, &all, 1, 2).await;
     // After the writes: a blob newer than the pass's time is held.
     let now = now_nanos();
     let before_hot = listing(&setup.hot).await;
     assert_eq!(before_hot.len(), all.len() * 2, "a blob and a sidecar each");
     let originals: BTreeMap<String, bytes::Bytes> = {
         let mut m = BTreeMap::new();
+        let files = setup.s3.direct_store("hot");
         for rel in before_hot.keys() {
-            m.insert(rel.clone(), read(&setup.hot, rel).await);
+            m.insert(rel.clone(), read(&files, rel).await);
         }
         m
     };
@@ -124,6 +125,7 @@ async fn exactly_the_due_partitions_move_and_go() {
     // Object by object.
     let hot = listing(&setup.hot).await;
     let cold = listing(&setup.cold).await;
+    let cold_files = setup.s3.direct_store("cold");
     for (rel, bytes) in &originals {
         let p = partition_of(rel).unwrap();
         match want(&p) {

@@ -161,6 +161,21 @@ impl S3Server {
         )
     }
 
+    /// A store over the files this server serves, for filing test data
+    /// fast (no HTTP, no fsync): what it writes, the server lists and reads
+    /// as objects under `s3://sluice-test/<prefix>`.
+    pub fn direct_store(&self, prefix: &str) -> sluice_core::store::Store {
+        let bucket = self.root().join(S3_BUCKET);
+        std::fs::create_dir_all(&bucket).expect("create the bucket directory");
+        let local = object_store::local::LocalFileSystem::new_with_prefix(&bucket)
+            .expect("open the bucket directory");
+        sluice_core::store::Store {
+            inner: std::sync::Arc::new(local),
+            prefix: object_store::path::Path::from(prefix.trim_matches('/')),
+            url: format!("file://{}", bucket.display()),
+        }
+    }
+
     /// The directory s3s-fs serves: objects appear as files under
     /// `root/sluice-test/<key>`.
     pub fn root(&self) -> &Path {

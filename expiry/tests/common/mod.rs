@@ -96,6 +96,18 @@ pub fn partitions(apps: &[&str], now: i64, hours_back: i64) -> Vec<Partition> {
         .collect()
 }
 
+/// Files `per_blob` records × `blobs` blobs into each partition of the hot
+/// store (`hot/` of `s3`'s bucket, written as files the server serves);
+/// returns the records per partition.
+pub async fn file_hot(
+    s3: &S3Server,
+    partitions: &[Partition],
+    blobs: usize,
+    per_blob: usize,
+) -> BTreeMap<Partition, u64> {
+    file(&s3.direct_store("hot"), partitions, blobs, per_blob).await
+}
+
 /// Files `per_blob` records × `blobs` blobs into each partition; returns
 /// the records per partition.
 pub async fn file(
