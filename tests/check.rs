@@ -67,6 +67,22 @@ const CASES: &[(&str, &str)] = &[
         "[query]\ntimeout_secs = 0\n",
         "line 2, column 16: [query] timeout_secs",
     ),
+    (
+        "[[expiry.rules]]\napp = \"shop\"\ncold_after_days = 7\ndelete_after_days = 7\n[cold_store]\nurl = \"/tmp/cold\"\n",
+        "line 4, column 21: [[expiry.rules]] #1 delete_after_days: rule for app \"shop\": delete_after_days (7) must be more than cold_after_days (7)",
+    ),
+    (
+        "[[expiry.rules]]\napp = \"shop\"\ncold_after_days = 7\n",
+        "line 3, column 19: [[expiry.rules]] #1 cold_after_days: rule for app \"shop\" moves logs to the cold store, but there is no [cold_store]",
+    ),
+    (
+        "[[expiry.rules]]\napp = \"Shop*\"\ndelete_after_days = 3\n",
+        "line 2, column 7: [[expiry.rules]] #1 app: rule for app \"Shop*\"",
+    ),
+    (
+        "[[expiry.rules]]\napp = \"a\"\ndelete_after_days = 3\n[[expiry.rules]]\napp = \"a\"\n",
+        "line 5, column 7: [[expiry.rules]] #2 app: a second rule for app \"a\"",
+    ),
 ];
 
 fn check(program: &Path, file: &Path) -> (Option<i32>, String) {

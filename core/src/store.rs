@@ -384,6 +384,20 @@ mod tests {
     }
 
     #[test]
+    fn an_archived_object_needs_a_restore() {
+        let archived = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 403 Forbidden: <Error><Code>InvalidObjectState</Code></Error>".into(),
+        };
+        assert!(needs_restore(&archived));
+        let gone = object_store::Error::NotFound {
+            path: "x".into(),
+            source: "no such key".into(),
+        };
+        assert!(!needs_restore(&gone));
+    }
+
+    #[test]
     fn file_url_creates_the_directory_and_has_no_prefix() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a/b");

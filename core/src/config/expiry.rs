@@ -246,8 +246,35 @@ pub struct ColdStoreConfig {
     /// `GLACIER`, …). Classes that need a restore before a read
     /// (`GLACIER`, `DEEP_ARCHIVE`) make searches report the partitions
     /// instead of reading them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "storage_class")]
     pub storage_class: Option<String>,
+}
+
+/// The S3 storage classes.
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+];
+
+fn storage_class<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let class = String::deserialize(d)?;
+    if STORAGE_CLASSES.contains(&class.as_str()) {
+        Ok(Some(class))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{class:?} is not an S3 storage class ({})",
+            STORAGE_CLASSES.join(", ")
+        )))
+    }
 }
 
 impl ColdStoreConfig {
@@ -355,6 +382,12 @@ storage_class = "GLACIER_IR"
 
         let e = err("[store]\nurl = \"/tmp/s\"\n[cold_store]\nurl = \"/tmp/s/\"\n");
         assert!(e.contains("the cold store is the [store] itself"), "{e}");
+
+        let e = err("[cold_store]\nurl = \"/tmp/c\"\nstorage_class = \"GLACIER-IR\"\n");
+        assert!(
+            e.contains("not an S3 storage class") && e.contains("line 3"),
+            "{e}"
+        );
 
         let e = err("[expiry]\nmin_write_age_hours = -1\n");
         assert!(e.contains("min_write_age_hours"), "{e}");
