@@ -36,6 +36,7 @@ fn roles() -> Vec<RoleCmd> {
         tier("filterer"),
         tier("aggregator"),
         tier("alerter"),
+        tier("expiry"),
         RoleCmd {
             // Searches the store while its recent window waits for NATS.
             ready_without_nats: true,
@@ -59,6 +60,7 @@ fn config(dir: &Path, admin: u16) -> PathBuf {
              [filterer.admin]\nlisten = \"127.0.0.1:{admin}\"\n\
              [aggregator]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n\
              [alerter]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n\
+             [expiry]\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n\
              [query]\nlisten = \"127.0.0.1:{admin}\"\n",
             nats = free_port(),
             blobs = dir.join("blobs").display(),

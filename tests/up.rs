@@ -24,6 +24,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     let filterer_port = free_port();
     let aggregator_port = free_port();
     let alerter_port = free_port();
+    let expiry_port = free_port();
     let query_port = free_port();
     let syslog_port = free_port();
     let http_port = free_port();
@@ -38,6 +39,7 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
              [filterer]\nflush_interval_secs = 1\n[filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n\
              [aggregator.admin]\nlisten = \"127.0.0.1:{aggregator_port}\"\n\
              [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n\
+             [expiry.admin]\nlisten = \"127.0.0.1:{expiry_port}\"\n\
              [query]\nlisten = \"127.0.0.1:{query_port}\"\n",
             tmp.path().join("agent").display(),
             logs.display()
@@ -58,6 +60,22 @@ async fn up_runs_nats_and_the_agent_and_stops_cleanly() {
     });
     assert!(TcpStream::connect(("127.0.0.1", admin_port)).is_ok());
     let printed = std::fs::read_to_string(&out).unwrap();
+    // Expiry runs, keeping everything: its first pass lists and acts on
+    // nothing.
+    assert!(
+        printed.contains(&format!(
+            "expiry:        http://127.0.0.1:{expiry_port}/metrics (keeps everything)"
+        )),
+        "{printed}"
+    );
+    wait_until(Duration::from_secs(20), "expiry's first pass", || {
+        sluice_testing::try_http_get(expiry_port, "/metrics")
+            .ok()
+            .and_then(|(_, body)| {
+                sluice_testing::try_metric_value(&body, "sluice_expiry_passes_total")
+            })
+            .is_some_and(|n| n >= 1.0)
+    });
     assert!(printed.contains("sluice is up"), "{printed}");
     assert!(
         printed.contains(&format!("nats://127.0.0.1:{nats_port}")),
@@ -203,6 +221,7 @@ fn one_role_failing_stops_every_role_and_up_exits_1() {
         agent_port,
         filterer_port,
         alerter_port,
+        expiry_port,
         syslog_port,
         http_port,
         query_port,
@@ -221,6 +240,7 @@ fn one_role_failing_stops_every_role_and_up_exits_1() {
              [filterer.admin]\nlisten = \"127.0.0.1:{filterer_port}\"\n\
              [aggregator.admin]\nlisten = \"127.0.0.1:{taken_port}\"\n\
              [alerter.admin]\nlisten = \"127.0.0.1:{alerter_port}\"\n\
+             [expiry.admin]\nlisten = \"127.0.0.1:{expiry_port}\"\n\
              [query]\nlisten = \"127.0.0.1:{query_port}\"\n",
             tmp.path().join("agent").display(),
         ),

@@ -601,6 +601,7 @@ async fn ports_bound(config: &Config) -> Result<(), String> {
             config.aggregator.admin.listen,
         ),
         ("the alerter's admin endpoint", config.alerter.admin.listen),
+        ("expiry's admin endpoint", config.expiry.admin.listen),
         ("the query API", config.query.listen),
     ];
     if let Some(h) = &config.agent.http {
@@ -659,6 +660,19 @@ fn banner(config: &Config) {
         "  alerter:       http://{}/metrics ({} rules)",
         config.alerter.admin.listen,
         config.alerter.rules.len()
+    );
+    let e = &config.expiry;
+    let retention = if e.rules.is_empty()
+        && e.default.cold_after_days.is_none()
+        && e.default.delete_after_days.is_none()
+    {
+        "keeps everything".to_string()
+    } else {
+        format!("{} rules", e.rules.len())
+    };
+    println!(
+        "  expiry:        http://{}/metrics ({retention})",
+        e.admin.listen
     );
     println!(
         "  search:        http://{}/api/v1/logs/search?query=error",
