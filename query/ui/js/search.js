@@ -191,10 +191,15 @@ class SearchView {
     this.stats.textContent =
       `blobs read ${fmtCount(st.blobs_read ?? 0)} of ${fmtCount(st.blobs_considered ?? 0)}` +
       ` · skipped ${fmtCount((st.blobs_considered ?? 0) - (st.blobs_read ?? 0))}` +
-      ` · ${fmtCount(st.records_scanned ?? 0)} scanned · ${st.elapsed_ms ?? 0} ms`;
-    if (st.partial) {
+      ` · ${fmtCount(st.records_scanned ?? 0)} scanned · ${st.elapsed_ms ?? 0} ms` +
+      (st.cold_partitions ? ` · ${fmtCount(st.cold_partitions)} hours from the cold store` : "");
+    if (st.restore_needed?.length) {
+      notice(`Partial answer: ${st.restore_needed.length} cold hours need a restore from archive first (${st.restore_needed.slice(0, 3).join(", ")}${st.restore_needed.length > 3 ? ", …" : ""})`, false);
+    } else if (st.partial) {
       const why = st.errors?.length ? st.errors.join("; ") : "some data could not be read in time";
       notice(`Partial answer: ${why}`, false);
+    } else if (st.expired?.length && !answer.logs.length) {
+      notice(`Nothing here: ${st.expired.join("; ")}.`, false);
     }
     this.list.end(this.cursor ? "Loading more…" : this.shown ? `End of results (${fmtCount(this.shown)})` : "No matches in this range.");
     // When these results are on screen (the benchmark reads it).
