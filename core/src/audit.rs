@@ -104,7 +104,6 @@ pub async fn publish(js: &jetstream::Context, event: &Event) -> Result<(), Strin
 /// Every event stored so far (at most `max`), oldest first: for
 /// `sluice expiry audit` and tests.
 pub async fn read_all(js: &jetstream::Context, max: usize) -> Result<Vec<Event>, String> {
-    use futures::StreamExt;
     use jetstream::consumer::{DeliverPolicy, pull};
     let stream = js
         .get_stream(STREAM)
@@ -117,28 +116,14 @@ pub async fn read_all(js: &jetstream::Context, max: usize) -> Result<Vec<Event>,
         })
         .await
         .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while out.len() < max {
-        let message = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(err))) => return Err(err.to_string()),
-            Ok(None) => break,
-            Err(_) => return Err("reading the audit stream took over 10 s".into()),
-        };
-        let pending = message.info().map(|i| i.pending).unwrap_or(0);
+    crate::nats::read_caught_up(consumer, max, "the audit stream", |message| {
         match serde_json::from_slice::<Event>(&message.payload) {
-            Ok(event) => out.push(event),
+            Ok(event) => Some(event),
             Err(err) => {
-                tracing::warn!(subject = %message.subject, error = %err, "an audit record that is not an event")
+                tracing::warn!(subject = %message.subject, error = %err, "an audit record that is not an event");
+                None
             }
         }
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
+    })
+    .await
 }

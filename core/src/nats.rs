@@ -291,6 +291,28 @@ pub async fn kv_newest(
         })
         .await
         .map_err(|e| e.to_string())?;
+    read_caught_up(consumer, max, &format!("KV {bucket}"), |message| {
+        let deleted = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("KV-Operation"))
+            .is_some_and(|op| op.as_str() != "PUT");
+        let key = message.subject.as_str().strip_prefix(&prefix)?;
+        (!deleted).then(|| (key.to_string(), message.payload.clone()))
+    })
+    .await
+}
+
+/// Reads an ordered consumer until it has caught up with its stream (or
+/// `max` values are kept), turning each message into a value with `keep`
+/// (`None`: skipped). `what` names the stream in errors; a read that
+/// stalls for 10 s is an error.
+pub async fn read_caught_up<T>(
+    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::OrderedConfig>,
+    max: usize,
+    what: &str,
+    mut keep: impl FnMut(&jetstream::Message) -> Option<T>,
+) -> Result<Vec<T>, String> {
     let mut out = Vec::new();
     if consumer.cached_info().num_pending == 0 {
         return Ok(out);
@@ -301,17 +323,10 @@ pub async fn kv_newest(
             Ok(Some(Ok(m))) => m,
             Ok(Some(Err(err))) => return Err(err.to_string()),
             Ok(None) => break,
-            Err(_) => return Err(format!("reading KV {bucket} took over 10 s")),
+            Err(_) => return Err(format!("reading {what} took over 10 s")),
         };
         let pending = message.info().map(|i| i.pending).unwrap_or(0);
-        let deleted = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some_and(|op| op.as_str() != "PUT");
-        if !deleted && let Some(key) = message.subject.as_str().strip_prefix(&prefix) {
-            out.push((key.to_string(), message.payload.clone()));
-        }
+        out.extend(keep(&message));
         if pending == 0 {
             break;
         }

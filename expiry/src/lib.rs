@@ -267,10 +267,14 @@ impl Expiry {
             }
         }
         let mut left_due: Option<i64> = None;
-        for (day, (in_hot, in_cold)) in days {
-            let left = self
-                .day(nats, app, day, in_hot, in_cold, now, report)
-                .await?;
+        for (first, (hot, cold)) in days {
+            let work = Day {
+                app,
+                first,
+                hot,
+                cold,
+            };
+            let left = self.day(nats, &work, now, report).await?;
             left_due = left_due.min(left).or(left);
         }
         // The cursor: every hour before it is gone.
@@ -303,17 +307,16 @@ impl Expiry {
 
     /// One day of one app: claim its due hours, list it, decide, act.
     /// Returns the earliest due-for-deletion hour left as it was.
-    #[allow(clippy::too_many_arguments)]
     async fn day(
         &self,
         nats: Option<&Nats>,
-        app: &str,
-        day: i64,
-        in_hot: bool,
-        in_cold: bool,
+        work: &Day<'_>,
         now: i64,
         report: &mut Report,
     ) -> Result<Option<i64>, String> {
+        let Day {
+            app, first: day, ..
+        } = *work;
         let rule = self.rules.for_app(app);
         let first_action = rule.first_action_ns().unwrap_or(i64::MAX);
         let hours: Vec<Partition> = (day..day + 24)
@@ -359,9 +362,7 @@ impl Expiry {
             }
             None => hours,
         };
-        let outcome = self
-            .day_claimed(nats, app, day, in_hot, in_cold, &claimed, now, report)
-            .await;
+        let outcome = self.day_claimed(nats, work, &claimed, now, report).await;
         if let Some(nats) = nats {
             futures::stream::iter(claimed.clone())
                 .map(|p| {
@@ -385,18 +386,20 @@ impl Expiry {
         Ok(left)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn day_claimed(
         &self,
         nats: Option<&Nats>,
-        app: &str,
-        day: i64,
-        in_hot: bool,
-        in_cold: bool,
+        work: &Day<'_>,
         claimed: &[Partition],
         now: i64,
         report: &mut Report,
     ) -> Result<(), String> {
+        let Day {
+            app,
+            first: day,
+            hot: in_hot,
+            cold: in_cold,
+        } = *work;
         if claimed.is_empty() {
             return Ok(());
         }
@@ -463,6 +466,15 @@ impl Expiry {
         }
         Ok(())
     }
+}
+
+/// One app's day a pass works on: its first hour, and which stores to list.
+#[derive(Clone, Copy)]
+struct Day<'a> {
+    app: &'a str,
+    first: i64,
+    hot: bool,
+    cold: bool,
 }
 
 /// Sets up what acting needs: the audit stream and the claims bucket.

@@ -136,7 +136,7 @@ async fn exactly_the_due_partitions_move_and_go() {
             Where::Cold => {
                 assert!(!hot.contains_key(rel), "{rel} left the hot store");
                 assert_eq!(
-                    &read(&setup.cold, rel).await,
+                    &read(&cold_files, rel).await,
                     bytes,
                     "{rel} moved unchanged"
                 );

@@ -34,12 +34,11 @@ pub fn records(partition: &Partition, n: usize) -> Vec<Record> {
         .collect()
 }
 
-/// Writes `records` as one blob of `partition` with its sidecar (the
-/// sidecar first, as the filterer does not, so the pair is complete once
-/// the blob shows). Returns the blob's key.
-pub async fn put_blob(store: &Store, partition: &Partition, records: &[Record]) -> String {
+/// `records` as a blob of `app` (gzip NDJSON, one record per line) and the
+/// index of its sidecar, not yet finished.
+pub fn encode(app: &str, records: &[Record]) -> (Vec<u8>, IndexBuilder) {
     let mut ndjson = Vec::new();
-    let mut index = IndexBuilder::new(&partition.app);
+    let mut index = IndexBuilder::new(app);
     for r in records {
         let line = r.to_json();
         index.push(r, line.len());
@@ -48,7 +47,14 @@ pub async fn put_blob(store: &Store, partition: &Partition, records: &[Record]) 
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
     gz.write_all(&ndjson).expect("gzip in memory");
-    let blob = gz.finish().expect("gzip in memory");
+    (gz.finish().expect("gzip in memory"), index)
+}
+
+/// Writes `records` as one blob of `partition` with its sidecar (the
+/// sidecar first, as the filterer does not, so the pair is complete once
+/// the blob shows). Returns the blob's key.
+pub async fn put_blob(store: &Store, partition: &Partition, records: &[Record]) -> String {
+    let (blob, index) = encode(&partition.app, records);
     let key = store.key(&format!(
         "{}/{}",
         partition.prefix(),

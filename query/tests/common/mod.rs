@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use object_store::ObjectStoreExt;
-use sluice_core::index::{IndexBuilder, Replaces, sidecar_key};
+use sluice_core::index::{Replaces, sidecar_key};
 use sluice_core::layout::{BlobKind, Partition, blob_name};
 use sluice_core::store::Store;
 use sluice_core::time::NS_PER_HOUR;
@@ -104,15 +104,7 @@ async fn write_blob(
     } else {
         BlobKind::Part
     };
-    let mut ndjson = Vec::new();
-    let mut index = IndexBuilder::new(&partition.app);
-    for r in records {
-        let line = r.to_json();
-        index.push(r, line.len());
-        ndjson.extend_from_slice(line.as_bytes());
-        ndjson.push(b'\n');
-    }
-    let blob = gzip(&ndjson);
+    let (blob, mut index) = sluice_testing::filed::encode(&partition.app, records);
     let key = store.key(&format!(
         "{}/{}",
         partition.prefix(),
